@@ -1,0 +1,225 @@
+//! Bookkeeping of draining connections: which resize or removal each one
+//! belongs to, how each ended, and the totals operators read.
+//!
+//! A *batch* is the set of connections that one `Shrink`, node removal or
+//! endpoint change sent draining; it ends when its last connection has closed
+//! or returned to a pool, and that is when its duration is reported.
+
+use std::time::{Duration, Instant};
+
+/// Identifies one batch within its [`DrainBook`].
+pub type BatchId = u64;
+
+/// Why connections were sent draining.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainCause {
+    /// A pool resize from `from` to `to` connections per node.
+    Shrink {
+        /// Pool size before.
+        from: u32,
+        /// Pool size after.
+        to: u32,
+    },
+    /// The node's pool was removed.
+    NodeRemoved,
+    /// The node's endpoint changed and its pool was rebuilt.
+    EndpointChanged,
+}
+
+/// How one draining connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainOutcome {
+    /// Every pending reply reached its callback; then it closed.
+    Graceful,
+    /// The deadline (or shutdown) closed it; `failed` callbacks got NULL.
+    Forced {
+        /// Callbacks that received a NULL reply.
+        failed: u64,
+    },
+    /// The link broke first; `failed` callbacks got NULL from hiredis.
+    Broken {
+        /// Callbacks that received a NULL reply.
+        failed: u64,
+    },
+    /// A pool grew again and took the connection back.
+    Reclaimed,
+}
+
+/// Totals since the manager was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainStats {
+    /// Connections draining now.
+    pub draining: u64,
+    /// Drains that ended with every reply delivered.
+    pub graceful: u64,
+    /// Drains closed by the deadline or by shutdown.
+    pub forced: u64,
+    /// Drains ended by a broken link.
+    pub broken: u64,
+    /// Draining connections taken back into a pool.
+    pub reclaimed: u64,
+    /// Callbacks that received a NULL reply because a drain was forced.
+    pub failed_callbacks: u64,
+}
+
+/// The summary of a finished batch, for its closing log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Why the batch started.
+    pub cause: DrainCause,
+    /// From the start of the batch to its last connection's end.
+    pub elapsed: Duration,
+    /// Connections that drained gracefully.
+    pub graceful: u64,
+    /// Connections closed by force.
+    pub forced: u64,
+    /// Connections whose link broke.
+    pub broken: u64,
+    /// Connections taken back into a pool.
+    pub reclaimed: u64,
+    /// Callbacks failed with NULL, by force or by the broken link.
+    pub failed_callbacks: u64,
+}
+
+#[derive(Debug)]
+struct Batch {
+    id: BatchId,
+    started: Instant,
+    remaining: u64,
+    report: BatchReport,
+}
+
+/// All batches of one manager and its running totals.
+#[derive(Debug, Default)]
+pub struct DrainBook {
+    batches: Vec<Batch>,
+    next_id: BatchId,
+    stats: DrainStats,
+}
+
+impl DrainBook {
+    /// Starts a batch of `conns` draining connections.
+    pub fn open(&mut self, cause: DrainCause, conns: u64, now: Instant) -> BatchId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.stats.draining += conns;
+        self.batches.push(Batch {
+            id,
+            started: now,
+            remaining: conns,
+            report: BatchReport {
+                cause,
+                elapsed: Duration::ZERO,
+                graceful: 0,
+                forced: 0,
+                broken: 0,
+                reclaimed: 0,
+                failed_callbacks: 0,
+            },
+        });
+        id
+    }
+
+    /// Records how one connection of batch `id` ended; returns the batch's
+    /// report when it was the last one. An unknown id is ignored.
+    pub fn close(
+        &mut self,
+        id: BatchId,
+        outcome: DrainOutcome,
+        now: Instant,
+    ) -> Option<BatchReport> {
+        let at = self.batches.iter().position(|b| b.id == id)?;
+        let batch = &mut self.batches[at];
+        let report = &mut batch.report;
+        let stats = &mut self.stats;
+        match outcome {
+            DrainOutcome::Graceful => {
+                report.graceful += 1;
+                stats.graceful += 1;
+            }
+            DrainOutcome::Forced { failed } => {
+                report.forced += 1;
+                report.failed_callbacks += failed;
+                stats.forced += 1;
+                stats.failed_callbacks += failed;
+            }
+            DrainOutcome::Broken { failed } => {
+                report.broken += 1;
+                report.failed_callbacks += failed;
+                stats.broken += 1;
+            }
+            DrainOutcome::Reclaimed => {
+                report.reclaimed += 1;
+                stats.reclaimed += 1;
+            }
+        }
+        stats.draining -= 1;
+        batch.remaining -= 1;
+        if batch.remaining > 0 {
+            return None;
+        }
+        let done = self.batches.swap_remove(at);
+        Some(BatchReport {
+            elapsed: now.saturating_duration_since(done.started),
+            ..done.report
+        })
+    }
+
+    /// The totals so far.
+    pub fn stats(&self) -> DrainStats {
+        self.stats
+    }
+
+    /// Batches still open.
+    pub fn open_batches(&self) -> usize {
+        self.batches.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_reports_once_when_its_last_connection_ends() {
+        let t0 = Instant::now();
+        let mut book = DrainBook::default();
+        let shrink = DrainCause::Shrink { from: 8, to: 1 };
+        let id = book.open(shrink, 3, t0);
+        let other = book.open(DrainCause::NodeRemoved, 1, t0);
+        assert_eq!(book.stats().draining, 4);
+        assert_eq!(book.close(id, DrainOutcome::Graceful, t0), None);
+        assert_eq!(book.close(id, DrainOutcome::Reclaimed, t0), None);
+        let later = t0 + Duration::from_millis(40);
+        let report = book
+            .close(id, DrainOutcome::Forced { failed: 5 }, later)
+            .unwrap();
+        assert_eq!(report.cause, shrink);
+        assert_eq!(report.elapsed, Duration::from_millis(40));
+        assert_eq!(
+            (report.graceful, report.reclaimed, report.forced),
+            (1, 1, 1)
+        );
+        assert_eq!(report.failed_callbacks, 5);
+        assert_eq!(
+            book.close(id, DrainOutcome::Graceful, later),
+            None,
+            "closed batch"
+        );
+        assert_eq!(book.open_batches(), 1);
+        book.close(other, DrainOutcome::Broken { failed: 2 }, later)
+            .unwrap();
+        let s = book.stats();
+        assert_eq!(
+            (
+                s.draining,
+                s.graceful,
+                s.forced,
+                s.broken,
+                s.reclaimed,
+                s.failed_callbacks
+            ),
+            (0, 1, 1, 1, 1, 5)
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! The parts of mrconn that need neither hiredis nor libuv: the connection
+//! state machine, the round-robin pool and the bookkeeping of draining
+//! connections. The `mrconn` crate drives them from hiredis and libuv events;
+//! here they are plain data, so unit tests and Miri can run them.
+
+pub mod drain;
+pub mod pool;
+pub mod state;
+
+pub use drain::{BatchId, BatchReport, DrainBook, DrainCause, DrainOutcome, DrainStats};
+pub use pool::Pool;
+pub use state::{ConnState, Event, next_state};

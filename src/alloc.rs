@@ -1,0 +1,108 @@
+//! Routes every heap allocation of the library through `RedisModule_Alloc`
+//! and friends, so Redis counts it in `used_memory` and the test host's
+//! counting allocator sees it.
+//!
+//! The host sets these pointers when it loads the module, before any of our
+//! code runs; without them an allocation fails (and Rust aborts) rather than
+//! mixing two heaps.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::ffi::c_void;
+use std::ptr;
+
+use crate::host::{RedisModule_Alloc, RedisModule_Calloc, RedisModule_Free, RedisModule_Realloc};
+
+/// What every allocator the host may install (libc malloc, jemalloc) returns.
+const HOST_ALIGN: usize = 16;
+
+struct HostAlloc;
+
+// Larger alignments put the host block's start just before the aligned pointer.
+fn over_aligned(layout: Layout, raw: *mut u8) -> *mut u8 {
+    if raw.is_null() {
+        return raw;
+    }
+    let offset = layout.align() - (raw as usize % layout.align());
+    let aligned = raw.wrapping_add(offset);
+    // SAFETY: `offset >= size_of::<usize>()` bytes precede `aligned` inside
+    // the block, since `offset >= align > HOST_ALIGN >= 16`, and `aligned` is
+    // aligned for `usize`.
+    unsafe { aligned.cast::<*mut u8>().sub(1).write(raw) };
+    aligned
+}
+
+// SAFETY: every block comes from the host allocator and goes back to it;
+// alignment is honoured by the host for `HOST_ALIGN` and by padding beyond.
+unsafe impl GlobalAlloc for HostAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: plain read of a host global set at module load.
+        let Some(alloc) = (unsafe { RedisModule_Alloc }) else {
+            return ptr::null_mut();
+        };
+        if layout.align() <= HOST_ALIGN {
+            // SAFETY: the host allocator takes any size.
+            return unsafe { alloc(layout.size()) }.cast();
+        }
+        // SAFETY: as above.
+        let raw = unsafe { alloc(layout.size() + layout.align()) }.cast();
+        over_aligned(layout, raw)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.align() > HOST_ALIGN {
+            // SAFETY: forwarded with the caller's guarantees.
+            let p = unsafe { self.alloc(layout) };
+            if !p.is_null() {
+                // SAFETY: `p` has `layout.size()` writable bytes.
+                unsafe { p.write_bytes(0, layout.size()) };
+            }
+            return p;
+        }
+        // SAFETY: plain read of a host global set at module load.
+        let Some(calloc) = (unsafe { RedisModule_Calloc }) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: the host allocator takes any size.
+        unsafe { calloc(1, layout.size()) }.cast()
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        // SAFETY: plain read of a host global set at module load.
+        let Some(free) = (unsafe { RedisModule_Free }) else {
+            return;
+        };
+        let block = if layout.align() <= HOST_ALIGN {
+            p
+        } else {
+            // SAFETY: `alloc` stored the block start just before `p`.
+            unsafe { p.cast::<*mut u8>().sub(1).read() }
+        };
+        // SAFETY: `block` came from the host allocator (caller's guarantee).
+        unsafe { free(block.cast::<c_void>()) };
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.align() > HOST_ALIGN {
+            // SAFETY: `new_size` with `layout.align()` is a valid layout (caller's guarantee).
+            let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+            // SAFETY: forwarded with the caller's guarantees.
+            let q = unsafe { self.alloc(new_layout) };
+            if !q.is_null() {
+                // SAFETY: both blocks hold at least `min(old, new)` bytes and do not overlap.
+                unsafe { ptr::copy_nonoverlapping(p, q, layout.size().min(new_size)) };
+                // SAFETY: `p` was allocated by us with `layout`.
+                unsafe { self.dealloc(p, layout) };
+            }
+            return q;
+        }
+        // SAFETY: plain read of a host global set at module load.
+        let Some(realloc) = (unsafe { RedisModule_Realloc }) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: `p` came from the host allocator with the same alignment class.
+        unsafe { realloc(p.cast(), new_size) }.cast()
+    }
+}
+
+#[global_allocator]
+static HOST_ALLOC: HostAlloc = HostAlloc;

@@ -1,0 +1,536 @@
+//! One connection to a shard and its life on hiredis: connect, TLS, `AUTH`,
+//! back-off and retry, teardown. The transitions themselves are
+//! [`mrconn_core::next_state`]; this module performs what each state means.
+
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::fmt;
+use std::ptr::{self, NonNull};
+use std::time::Instant;
+
+use mrconn_core::{BatchId, ConnState, Event, next_state};
+
+use crate::event_loop::{self, Timer};
+use crate::host::{self, Gil, Level, MRCommand, MREndpoint, hlog};
+use crate::sys::glue::mrconn_sdslen;
+use crate::sys::hiredis::{
+    REDIS_CONN_TCP, REDIS_ERR, REDIS_OK, REDIS_OPT_NOAUTOFREEREPLIES, redisAsyncCommandArgv,
+    redisAsyncConnectWithOptions, redisAsyncContext, redisAsyncDisconnect,
+    redisAsyncFormattedCommand, redisAsyncFree, redisAsyncSetConnectCallback,
+    redisAsyncSetDisconnectCallback, redisCallbackFn, redisFormatSdsCommandArgv, redisOptions,
+};
+use crate::sys::uv::{uv_handle_t, uv_loop_t, uv_timer_t};
+use crate::{drain, tls};
+
+const RECONNECT_MS: u64 = 250;
+const REAUTH_MS: u64 = 1000;
+const INTERNAL_AUTH_USER: &[u8] = b"internal connection";
+
+/// Marks a connection that left its pool and only finishes queued work.
+#[derive(Debug, Clone, Copy)]
+pub struct Draining {
+    /// The registry that tracks it.
+    pub drains: NonNull<drain::Drains>,
+    /// Its batch there.
+    pub batch: BatchId,
+    /// When it started draining.
+    pub since: Instant,
+}
+
+/// A connection: `MRConn` to C, which only ever holds pointers to it.
+pub struct MRConn {
+    ac: Option<NonNull<redisAsyncContext>>,
+    state: ConnState,
+    /// The RESP version last requested with `HELLO` (0: none yet).
+    protocol: u8,
+    /// Set while draining.
+    pub(crate) draining: Option<Draining>,
+    ep: MREndpoint,
+    loop_: NonNull<uv_loop_t>,
+    /// Back-off while Reconnecting/ReAuth, drain deadline while draining.
+    pub(crate) timer: Timer,
+}
+
+/// Shorthand for the `[ptr host:port State]` prefix of every log line.
+pub struct Tag(pub NonNull<MRConn>);
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // SAFETY: a Tag is built from a live connection and used at once.
+        let c = unsafe { self.0.as_ref() };
+        write!(
+            f,
+            "[{:p} {}:{} {}]",
+            self.0.as_ptr(),
+            c.host(),
+            c.ep.port,
+            c.state.as_str()
+        )
+    }
+}
+
+impl MRConn {
+    /// A new connection to `ep` on `loop_`, already connecting.
+    ///
+    /// # Safety
+    /// 1. `ep` is a valid endpoint (its strings NUL-terminated or NULL).
+    /// 2. `loop_` is live; this runs on its thread or before it runs.
+    pub unsafe fn open(ep: &MREndpoint, loop_: NonNull<uv_loop_t>) -> NonNull<MRConn> {
+        let conn = Box::into_raw(Box::new(MRConn {
+            ac: None,
+            state: ConnState::Connecting,
+            protocol: 0,
+            draining: None,
+            ep: empty_endpoint(),
+            loop_,
+            timer: Timer::new(),
+        }));
+        // SAFETY: `conn` is a fresh, valid allocation.
+        let c = unsafe { &mut *conn };
+        // SAFETY: 1.; the copy's strings are owned by `c` and freed in `free`.
+        unsafe { host::MREndpoint_Copy(&mut c.ep, ep) };
+        // SAFETY: the timer lives inside the boxed connection, freed only by
+        // its own close callback; 2.
+        unsafe { Timer::init(&raw mut c.timer, loop_, conn.cast()) };
+        let conn = NonNull::from(c);
+        log_switch(conn, ConnState::Connecting);
+        start_connect(conn);
+        conn
+    }
+
+    /// Its state.
+    #[inline]
+    pub fn state(&self) -> ConnState {
+        self.state
+    }
+
+    /// Whether new commands may go to it.
+    #[inline]
+    pub fn is_ready(&self) -> bool {
+        self.state == ConnState::Connected && self.draining.is_none()
+    }
+
+    /// Its endpoint.
+    pub fn endpoint(&self) -> &MREndpoint {
+        &self.ep
+    }
+
+    /// The host part of its endpoint, for logs.
+    pub fn host(&self) -> std::borrow::Cow<'_, str> {
+        if self.ep.host.is_null() {
+            return "(null)".into();
+        }
+        // SAFETY: a non-NULL host is a NUL-terminated string owned by `ep`.
+        unsafe { CStr::from_ptr(self.ep.host) }.to_string_lossy()
+    }
+
+    /// Its port.
+    pub fn port(&self) -> c_int {
+        self.ep.port
+    }
+
+    /// Its hiredis context, while it has one.
+    pub fn context(&self) -> Option<NonNull<redisAsyncContext>> {
+        self.ac
+    }
+
+    /// Queues `cmd` with `callback`: `MRConn_SendCommand`.
+    pub fn send(
+        &mut self,
+        cmd: &mut MRCommand,
+        callback: redisCallbackFn,
+        privdata: *mut c_void,
+    ) -> c_int {
+        let tag = Tag(NonNull::from(&mut *self));
+        if self.state != ConnState::Connected {
+            hlog!(
+                Level::Warning,
+                "{tag} Tried to send command to node in state {}",
+                self.state.as_str()
+            );
+            return REDIS_ERR;
+        }
+        if self.draining.is_some() {
+            hlog!(
+                Level::Warning,
+                "{tag} Tried to send command to a draining connection"
+            );
+            return REDIS_ERR;
+        }
+        let Some(ac) = self.ac else { return REDIS_ERR };
+        if cmd.cmd.is_null() {
+            if cmd.num == 0 || cmd.strs.is_null() || cmd.lens.is_null() {
+                hlog!(
+                    Level::Warning,
+                    "{tag} Failed to format command: it has no arguments"
+                );
+                return REDIS_ERR;
+            }
+            // SAFETY: `strs`/`lens` hold `num` arguments (the caller's
+            // MRCommand invariant); hiredis stores a new sds in `cmd.cmd`.
+            let rc = unsafe {
+                redisFormatSdsCommandArgv(&mut cmd.cmd, cmd.num as c_int, cmd.strs.cast(), cmd.lens)
+            };
+            if rc < 0 {
+                hlog!(Level::Warning, "{tag} Failed to format command");
+                return REDIS_ERR;
+            }
+        }
+        let wanted = cmd.protocol;
+        if wanted != 0 && wanted != self.protocol {
+            let arg: &[u8] = match wanted {
+                2 => b"2",
+                3 => b"3",
+                _ => {
+                    hlog!(
+                        Level::Warning,
+                        "{tag} Unsupported protocol {wanted} in command"
+                    );
+                    return REDIS_ERR;
+                }
+            };
+            if command(ac, None, ptr::null_mut(), &[b"HELLO", arg]) != REDIS_OK as c_int {
+                return REDIS_ERR;
+            }
+            self.protocol = wanted;
+        }
+        // SAFETY: `cmd.cmd` is a valid sds (formatted above or by the caller).
+        let len = unsafe { mrconn_sdslen(cmd.cmd) };
+        // SAFETY: `ac` is this connection's live context; hiredis copies the bytes.
+        unsafe { redisAsyncFormattedCommand(ac.as_ptr(), callback, privdata, cmd.cmd, len) }
+    }
+
+    fn switch(conn: NonNull<MRConn>, event: Event) {
+        // SAFETY: callers pass live connections, on the loop thread.
+        let c = unsafe { &mut *conn.as_ptr() };
+        if c.state == ConnState::Freeing {
+            return;
+        }
+        let to = next_state(c.state, event, c.draining.is_some());
+        log_switch(conn, to);
+        c.state = to;
+        match to {
+            ConnState::Reconnecting => {
+                c.detach();
+                c.timer.start(RECONNECT_MS, on_reconnect_timer);
+            }
+            ConnState::ReAuth => c.timer.start(REAUTH_MS, on_reauth_timer),
+            ConnState::Authenticating => send_auth(conn),
+            ConnState::Connecting | ConnState::Connected => {}
+            ConnState::Freeing => {
+                c.detach();
+                c.free();
+            }
+        }
+    }
+
+    /// Tears the connection down: `Freeing`. With commands pending, hiredis
+    /// delivers their replies before it closes, unbounded; the drain only
+    /// releases connections with nothing pending, or forces them.
+    pub fn release(conn: NonNull<MRConn>) {
+        MRConn::switch(conn, Event::Released);
+    }
+
+    /// Tears the connection down at once: every pending callback gets a NULL
+    /// reply (inside this call, unless hiredis is in a callback of this
+    /// context, which defers it until that callback returns).
+    pub fn force_close(conn: NonNull<MRConn>) {
+        // SAFETY: callers pass live connections, on the loop thread.
+        let c = unsafe { &mut *conn.as_ptr() };
+        if c.state == ConnState::Freeing {
+            return;
+        }
+        log_switch(conn, ConnState::Freeing);
+        c.state = ConnState::Freeing;
+        c.protocol = 0;
+        if let Some(ac) = c.ac.take() {
+            // SAFETY: `ac` is live; clearing `data` makes our callbacks ignore it.
+            unsafe { (*ac.as_ptr()).data = ptr::null_mut() };
+            // SAFETY: `ac` is live and no longer referenced by us.
+            unsafe { redisAsyncFree(ac.as_ptr()) };
+        }
+        c.free();
+    }
+
+    /// Severs the link to the hiredis context and asks hiredis to close it.
+    fn detach(&mut self) {
+        self.protocol = 0;
+        if let Some(ac) = self.ac.take() {
+            // SAFETY: `ac` is live; clearing `data` makes our callbacks ignore it.
+            unsafe { (*ac.as_ptr()).data = ptr::null_mut() };
+            // SAFETY: `ac` is live and no longer referenced by us; from
+            // inside a hiredis callback hiredis defers the close.
+            unsafe { redisAsyncDisconnect(ac.as_ptr()) };
+        }
+    }
+
+    /// Releases the endpoint and closes the timer; the memory goes in the
+    /// timer's close callback.
+    fn free(&mut self) {
+        // SAFETY: `ep` was filled by MREndpoint_Copy and is freed once, here.
+        unsafe { host::MREndpoint_Free(&mut self.ep) };
+        self.timer.close(on_timer_closed);
+    }
+}
+
+fn empty_endpoint() -> MREndpoint {
+    MREndpoint {
+        host: ptr::null_mut(),
+        port: 0,
+        #[cfg(mrconn_endpoint_tls)]
+        isTls: false,
+        unixSock: ptr::null_mut(),
+        password: ptr::null_mut(),
+    }
+}
+
+fn log_switch(conn: NonNull<MRConn>, to: ConnState) {
+    hlog!(
+        Level::Debug,
+        "{} Switching state to {}",
+        Tag(conn),
+        to.as_str()
+    );
+}
+
+/// The connection behind a hiredis context, if it still has one.
+///
+/// # Safety
+/// `ac` is a live context created by this module.
+unsafe fn owner(ac: *const redisAsyncContext) -> Option<NonNull<MRConn>> {
+    // SAFETY: caller's guarantee.
+    NonNull::new(unsafe { (*ac).data }.cast::<MRConn>())
+}
+
+/// Queues a command given as arguments.
+fn command(
+    ac: NonNull<redisAsyncContext>,
+    callback: redisCallbackFn,
+    privdata: *mut c_void,
+    args: &[&[u8]],
+) -> c_int {
+    let argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr().cast()).collect();
+    let lens: Vec<usize> = args.iter().map(|a| a.len()).collect();
+    // SAFETY: `ac` is live; `argv`/`lens` describe `args.len()` buffers that
+    // hiredis copies before returning.
+    unsafe {
+        redisAsyncCommandArgv(
+            ac.as_ptr(),
+            callback,
+            privdata,
+            args.len() as c_int,
+            argv.as_ptr().cast_mut(),
+            lens.as_ptr(),
+        )
+    }
+}
+
+/// Starts an asynchronous connect; `Reconnecting` when it cannot even start.
+fn start_connect(conn: NonNull<MRConn>) {
+    if connect(conn).is_err() {
+        MRConn::switch(conn, Event::ConnectNotStarted);
+    }
+}
+
+fn connect(conn: NonNull<MRConn>) -> Result<(), ()> {
+    // SAFETY: callers pass live connections, on the loop thread.
+    let c = unsafe { &mut *conn.as_ptr() };
+    debug_assert!(c.ac.is_none());
+    let timeout = host::connect_timeout();
+    let mut opts = redisOptions {
+        type_: REDIS_CONN_TCP as _,
+        options: REDIS_OPT_NOAUTOFREEREPLIES as c_int,
+        connect_timeout: timeout
+            .as_ref()
+            .map_or(ptr::null(), |t| ptr::from_ref(t).cast()),
+        ..Default::default()
+    };
+    opts.endpoint.tcp.ip = c.ep.host;
+    opts.endpoint.tcp.port = c.ep.port;
+    // SAFETY: `opts` is fully initialised and outlives the call; hiredis
+    // copies what it keeps.
+    let ac = unsafe { redisAsyncConnectWithOptions(&opts) };
+    let Some(ac) = NonNull::new(ac) else {
+        hlog!(
+            Level::Debug,
+            "{} Could not allocate async context with the given options",
+            Tag(conn)
+        );
+        return Err(());
+    };
+    // SAFETY: `ac` is the live context just returned.
+    let failed = unsafe { (*ac.as_ptr()).err } != 0;
+    if failed {
+        // SAFETY: as above; errstr is a NUL-terminated array.
+        let why = unsafe { CStr::from_ptr((*ac.as_ptr()).c.errstr.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        hlog!(
+            Level::Warning,
+            "{} Could not connect to node: {why}",
+            Tag(conn)
+        );
+        // SAFETY: `ac` is ours and unused.
+        unsafe { redisAsyncFree(ac.as_ptr()) };
+        return Err(());
+    }
+    // SAFETY: `ac` is live with no event library yet; our loop is live.
+    let attached = unsafe { event_loop::attach(ac, c.loop_, after_read) }.is_ok()
+        // SAFETY: `ac` is live; the callbacks are ours.
+        && unsafe { redisAsyncSetConnectCallback(ac.as_ptr(), Some(on_connect)) } == REDIS_OK as c_int
+        // SAFETY: as above.
+        && unsafe { redisAsyncSetDisconnectCallback(ac.as_ptr(), Some(on_disconnect)) } == REDIS_OK as c_int;
+    if !attached {
+        hlog!(
+            Level::Warning,
+            "{} Failed to attach hiredis context to libuv",
+            Tag(conn)
+        );
+        // SAFETY: `ac` is ours and unused.
+        unsafe { redisAsyncFree(ac.as_ptr()) };
+        return Err(());
+    }
+    // SAFETY: `ac` is live; `data` is ours to set.
+    unsafe { (*ac.as_ptr()).data = conn.as_ptr().cast() };
+    c.ac = Some(ac);
+    c.protocol = 0;
+    Ok(())
+}
+
+fn send_auth(conn: NonNull<MRConn>) {
+    // SAFETY: callers pass live connections, on the loop thread.
+    let c = unsafe { conn.as_ref() };
+    let rc = match c.ac {
+        None => REDIS_ERR,
+        Some(ac) if !host::IsEnterprise() => {
+            let gil = Gil::lock();
+            let secret = gil.internal_secret();
+            let rc = command(
+                ac,
+                Some(on_auth),
+                ptr::null_mut(),
+                &[b"AUTH", INTERNAL_AUTH_USER, &secret],
+            );
+            drop(gil);
+            rc
+        }
+        Some(ac) => {
+            let password: &[u8] = if c.ep.password.is_null() {
+                b""
+            } else {
+                // SAFETY: a non-NULL password is a NUL-terminated string owned by `ep`.
+                unsafe { CStr::from_ptr(c.ep.password) }.to_bytes()
+            };
+            command(ac, Some(on_auth), ptr::null_mut(), &[b"AUTH", password])
+        }
+    };
+    if rc != REDIS_OK as c_int {
+        MRConn::switch(conn, Event::AuthNotSent);
+    }
+}
+
+extern "C" fn on_connect(ac: *const redisAsyncContext, status: c_int) {
+    // SAFETY: hiredis passes its live context.
+    let Some(conn) = (unsafe { owner(ac) }) else {
+        if status == REDIS_OK as c_int {
+            // Detached while connecting: no disconnect callback will follow.
+            // SAFETY: the context is live and nobody else references it.
+            unsafe { redisAsyncFree(ac.cast_mut()) };
+        }
+        return;
+    };
+    if status != REDIS_OK as c_int {
+        // SAFETY: as above; errstr is a NUL-terminated array.
+        let why = unsafe { CStr::from_ptr((*ac).c.errstr.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        hlog!(Level::Warning, "{} Error on connect: {why}", Tag(conn));
+        MRConn::switch(conn, Event::ConnectFailed);
+        return;
+    }
+    let tls_ok = tls::initiate(conn).is_ok();
+    // SAFETY: `conn` is live.
+    let has_password = !unsafe { conn.as_ref() }.ep.password.is_null();
+    let needs_auth = !host::IsEnterprise() || has_password;
+    MRConn::switch(conn, Event::ConnectSucceeded { tls_ok, needs_auth });
+}
+
+extern "C" fn on_disconnect(ac: *const redisAsyncContext, _status: c_int) {
+    // SAFETY: hiredis passes its live context.
+    let Some(conn) = (unsafe { owner(ac) }) else {
+        return;
+    };
+    // SAFETY: `conn` is live.
+    if unsafe { conn.as_ref() }.draining.is_some() {
+        drain::on_link_lost(conn);
+    } else {
+        MRConn::switch(conn, Event::Disconnected);
+    }
+}
+
+extern "C" fn on_auth(ac: *mut redisAsyncContext, reply: *mut c_void, _privdata: *mut c_void) {
+    // SAFETY: hiredis passes its live context.
+    if let Some(conn) = unsafe { owner(ac) } {
+        // SAFETY: as above.
+        let ctx_err = unsafe { (*ac).err } != 0;
+        let event = if reply.is_null() || ctx_err {
+            Event::AuthLost
+        } else {
+            // SAFETY: a non-NULL reply from hiredis.
+            if unsafe { host::MRReply_Type(reply) } == host::REPLY_ERROR {
+                let mut len = 0usize;
+                // SAFETY: as above; `len` is a valid out pointer.
+                let s = unsafe { host::MRReply_String(reply, &mut len) };
+                let text = if s.is_null() {
+                    String::new()
+                } else {
+                    // SAFETY: the reply holds `len` bytes at `s`.
+                    String::from_utf8_lossy(unsafe {
+                        std::slice::from_raw_parts(s.cast::<u8>(), len)
+                    })
+                    .into_owned()
+                };
+                hlog!(Level::Warning, "{} Error authenticating: {text}", Tag(conn));
+                Event::AuthRejected
+            } else {
+                Event::AuthAccepted
+            }
+        };
+        MRConn::switch(conn, event);
+    }
+    // SAFETY: with REDIS_OPT_NOAUTOFREEREPLIES the reply is ours (NULL is accepted).
+    unsafe { host::MRReply_Free(reply) };
+}
+
+fn after_read(ac: NonNull<redisAsyncContext>) {
+    // SAFETY: called with a live context.
+    if let Some(conn) = unsafe { owner(ac.as_ptr()) } {
+        // SAFETY: `conn` is live.
+        if unsafe { conn.as_ref() }.draining.is_some() {
+            drain::on_read(conn, ac);
+        }
+    }
+}
+
+extern "C" fn on_reconnect_timer(timer: *mut uv_timer_t) {
+    // SAFETY: our timers carry their connection.
+    let conn = unsafe { Timer::owner(timer) }.cast::<MRConn>();
+    if let Some(conn) = NonNull::new(conn) {
+        start_connect(conn);
+    }
+}
+
+extern "C" fn on_reauth_timer(timer: *mut uv_timer_t) {
+    // SAFETY: our timers carry their connection.
+    let conn = unsafe { Timer::owner(timer) }.cast::<MRConn>();
+    if let Some(conn) = NonNull::new(conn) {
+        send_auth(conn);
+    }
+}
+
+extern "C" fn on_timer_closed(handle: *mut uv_handle_t) {
+    // SAFETY: the timer's `data` is its connection, which was Box-allocated
+    // in `open` and is referenced by nothing once Freeing.
+    let conn = unsafe { (*handle).data }.cast::<MRConn>();
+    // SAFETY: as above.
+    drop(unsafe { Box::from_raw(conn) });
+}

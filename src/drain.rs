@@ -1,0 +1,340 @@
+//! What happens to connections that leave a pool: on `Shrink`, when a node's
+//! pool is removed (`Disconnect`) or replaced (`Add` with a new endpoint), and
+//! what `Expand` and `Add` take back.
+//!
+//! A leaving connection takes no new command from that moment: it is out of
+//! its pool, so `MRConn_Get` cannot return it, and `MRConn_SendCommand`
+//! refuses it. Then:
+//! - with nothing pending (hiredis's reply lists empty) or not Connected
+//!   (no user work can be queued on it), it closes at once;
+//! - otherwise it *drains*: after every read the loop checks its reply lists
+//!   and closes it as soon as the last pending reply has reached its
+//!   callback; a deadline timer (`MRConnManager_SetDrainTimeout`, 5 s by
+//!   default) closes it by force, failing what is still pending with NULL
+//!   replies; a broken link ends the drain too, hiredis failing the rest.
+//!
+//! Nothing here waits: every step is a callback on the loop.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use mrconn_core::{BatchReport, DrainBook, DrainCause, DrainOutcome, DrainStats};
+
+use crate::conn::{Draining, MRConn, Tag};
+use crate::event_loop::Timer;
+use crate::exports::MRConnManager;
+use crate::host::{self, Level, MREndpoint, hlog};
+use crate::manager::NodePool;
+use crate::sys::hiredis::redisAsyncContext;
+use crate::sys::uv::{uv_loop_t, uv_timer_t};
+
+/// The drain deadline used when none is set, in milliseconds.
+pub const DEFAULT_TIMEOUT_MS: u32 = 5000;
+
+/// Read when a drain starts; set from any thread.
+static TIMEOUT_MS: AtomicU32 = AtomicU32::new(DEFAULT_TIMEOUT_MS);
+
+/// Sets the deadline of drains that start from now on.
+pub fn set_timeout_ms(ms: u32) {
+    TIMEOUT_MS.store(ms, Ordering::Relaxed);
+}
+
+/// The deadline of drains that start now.
+pub fn timeout_ms() -> u32 {
+    TIMEOUT_MS.load(Ordering::Relaxed)
+}
+
+/// A manager's draining connections and their bookkeeping.
+#[derive(Default)]
+pub struct Drains {
+    book: DrainBook,
+    conns: Vec<NonNull<MRConn>>,
+}
+
+impl Drains {
+    /// The totals so far.
+    pub fn stats(&self) -> DrainStats {
+        self.book.stats()
+    }
+}
+
+/// Connections sorted on leaving their pool.
+#[derive(Default)]
+struct Leaving {
+    closed_idle: usize,
+    busy: Vec<NonNull<MRConn>>,
+    pending: u64,
+}
+
+impl Leaving {
+    /// Closes every connection with no user work at once; keeps the others.
+    fn sort(&mut self, conns: Vec<NonNull<MRConn>>) {
+        for conn in conns {
+            // SAFETY: pool connections are live.
+            let pending = unsafe { conn.as_ref() }.context().map_or(0, pending);
+            // SAFETY: as above.
+            if pending == 0 || unsafe { conn.as_ref() }.state() != mrconn_core::ConnState::Connected
+            {
+                MRConn::release(conn);
+                self.closed_idle += 1;
+            } else {
+                self.busy.push(conn);
+                self.pending += pending;
+            }
+        }
+    }
+}
+
+/// `MRConnManager_Shrink`: every pool keeps its first `num` connections.
+pub fn shrink(mgr: &mut MRConnManager, num: u32) {
+    let from = mgr.nodeConns;
+    let mut leaving = Leaving::default();
+    let (mut pools, state) = mgr.parts();
+    pools.for_each(|_, pool| leaving.sort(pool.shrink(num as usize)));
+    let drains = &mut state.drains;
+    hlog!(
+        Level::Notice,
+        "MRConnManager_Shrink: {from} -> {num} connections per node: {} closed idle, {} draining with {} commands pending (deadline {} ms)",
+        leaving.closed_idle,
+        leaving.busy.len(),
+        leaving.pending,
+        timeout_ms()
+    );
+    begin(
+        drains,
+        leaving.busy,
+        DrainCause::Shrink {
+            from: u32::try_from(from).unwrap_or(0),
+            to: num,
+        },
+    );
+    mgr.nodeConns = num as i32;
+}
+
+/// `MRConnManager_Expand`: every pool grows to `num`, taking back draining
+/// connections to its endpoint before opening new ones.
+pub fn expand(mgr: &mut MRConnManager, num: u32, loop_: NonNull<uv_loop_t>) {
+    let (mut pools, state) = mgr.parts();
+    pools.for_each(|id, pool| {
+        let Some(first) = pool.first() else {
+            hlog!(
+                Level::Warning,
+                "MRConnManager_Expand: node {} has an empty pool",
+                id.to_string_lossy()
+            );
+            return;
+        };
+        // SAFETY: pool connections are live; the copy outlives `fill`.
+        let ep = copy_endpoint(unsafe { first.as_ref() }.endpoint());
+        fill(&mut state.drains, pool, num as usize, &ep.0, loop_);
+    });
+    mgr.nodeConns = num as i32;
+}
+
+/// An endpoint copy, freed on drop (a pool's first connection may be
+/// reclaimed-around while we use its endpoint).
+struct OwnedEndpoint(MREndpoint);
+
+fn copy_endpoint(ep: &MREndpoint) -> OwnedEndpoint {
+    // SAFETY: an all-NULL endpoint is valid to copy into.
+    let mut copy: MREndpoint = unsafe { std::mem::zeroed() };
+    // SAFETY: `ep` is valid; the copy's strings are freed on drop.
+    unsafe { host::MREndpoint_Copy(&mut copy, ep) };
+    OwnedEndpoint(copy)
+}
+
+impl Drop for OwnedEndpoint {
+    fn drop(&mut self) {
+        // SAFETY: filled by MREndpoint_Copy, freed once.
+        unsafe { host::MREndpoint_Free(&mut self.0) };
+    }
+}
+
+/// Grows `pool` to `num`: first with draining connections to `ep` that are
+/// still Connected, then with new ones.
+pub fn fill(
+    drains: &mut Drains,
+    pool: &mut NodePool,
+    num: usize,
+    ep: &MREndpoint,
+    loop_: NonNull<uv_loop_t>,
+) {
+    while pool.len() < num {
+        let conn = match reclaim(drains, ep) {
+            Some(conn) => conn,
+            // SAFETY: `ep` is valid; the loop is the caller's live loop.
+            None => unsafe { MRConn::open(ep, loop_) },
+        };
+        pool.push(conn);
+    }
+}
+
+fn reclaim(drains: &mut Drains, ep: &MREndpoint) -> Option<NonNull<MRConn>> {
+    let conn = *drains.conns.iter().find(|c| {
+        // SAFETY: draining connections are live.
+        let c = unsafe { c.as_ref() };
+        // SAFETY: both endpoints are valid.
+        c.state() == mrconn_core::ConnState::Connected
+            && unsafe { host::MREndpoint_Equal(c.endpoint(), ep) }
+    })?;
+    finish(conn, DrainOutcome::Reclaimed);
+    Some(conn)
+}
+
+/// Retires the connections of a pool the manager dropped: node removal or
+/// endpoint change.
+pub fn retire(drains: &mut Drains, conns: Vec<NonNull<MRConn>>, cause: DrainCause, node: &str) {
+    let mut leaving = Leaving::default();
+    leaving.sort(conns);
+    hlog!(
+        Level::Notice,
+        "{}: node {node}: {} connections closed idle, {} draining with {} commands pending (deadline {} ms)",
+        operation(cause),
+        leaving.closed_idle,
+        leaving.busy.len(),
+        leaving.pending,
+        timeout_ms()
+    );
+    begin(drains, leaving.busy, cause);
+}
+
+/// Sends `busy` draining as one batch.
+fn begin(drains: &mut Drains, busy: Vec<NonNull<MRConn>>, cause: DrainCause) {
+    if busy.is_empty() {
+        return;
+    }
+    let since = Instant::now();
+    let batch = drains.book.open(cause, busy.len() as u64, since);
+    let ms = u64::from(timeout_ms());
+    let registry = NonNull::from(&mut *drains);
+    for conn in busy {
+        // SAFETY: leaving connections are live and owned by us alone now.
+        let c = unsafe { &mut *conn.as_ptr() };
+        c.draining = Some(Draining {
+            drains: registry,
+            batch,
+            since,
+        });
+        c.timer.start(ms, on_deadline);
+        drains.conns.push(conn);
+    }
+}
+
+/// After a read on a draining connection: closes it if nothing is pending.
+pub fn on_read(conn: NonNull<MRConn>, ac: NonNull<redisAsyncContext>) {
+    if has_pending(ac) {
+        return;
+    }
+    finish(conn, DrainOutcome::Graceful);
+    MRConn::release(conn);
+}
+
+/// The link of a draining connection broke; hiredis has already failed its
+/// pending callbacks with NULL.
+pub fn on_link_lost(conn: NonNull<MRConn>) {
+    hlog!(
+        Level::Warning,
+        "{} Link lost while draining: its pending commands failed",
+        Tag(conn)
+    );
+    finish(conn, DrainOutcome::Broken { failed: 0 });
+    MRConn::release(conn);
+}
+
+extern "C" fn on_deadline(timer: *mut uv_timer_t) {
+    // SAFETY: connection timers carry their connection.
+    let Some(conn) = NonNull::new(unsafe { Timer::owner(timer) }.cast::<MRConn>()) else {
+        return;
+    };
+    force(conn, "Drain deadline reached");
+}
+
+/// Closes a draining connection now, failing its pending callbacks.
+fn force(conn: NonNull<MRConn>, why: &str) {
+    // SAFETY: draining connections are live.
+    let c = unsafe { conn.as_ref() };
+    let Some(draining) = c.draining else { return };
+    let failed = c.context().map_or(0, pending);
+    hlog!(
+        Level::Warning,
+        "{} {why} after {} ms: closing by force, failing {failed} pending commands",
+        Tag(conn),
+        draining.since.elapsed().as_millis()
+    );
+    finish(conn, DrainOutcome::Forced { failed });
+    MRConn::force_close(conn);
+}
+
+/// Shutdown: every draining connection closes by force.
+pub fn force_all(drains: &mut Drains) {
+    while let Some(&conn) = drains.conns.last() {
+        force(conn, "Shutdown while draining");
+    }
+}
+
+/// Ends the drain of `conn`: out of the registry, timer stopped, outcome
+/// booked, and the batch's report logged when it was the last.
+fn finish(conn: NonNull<MRConn>, outcome: DrainOutcome) {
+    // SAFETY: draining connections are live.
+    let c = unsafe { &mut *conn.as_ptr() };
+    let Some(draining) = c.draining.take() else {
+        return;
+    };
+    c.timer.stop();
+    // SAFETY: the registry outlives its draining connections (it forces
+    // them all before it goes).
+    let drains = unsafe { &mut *draining.drains.as_ptr() };
+    drains.conns.retain(|&x| x != conn);
+    if let Some(report) = drains.book.close(draining.batch, outcome, Instant::now()) {
+        log_report(&report);
+    }
+}
+
+fn log_report(r: &BatchReport) {
+    hlog!(
+        Level::Notice,
+        "{}: drain of {} connections finished in {} ms: {} graceful, {} forced, {} lost their link, {} reclaimed, {} callbacks failed",
+        operation(r.cause),
+        r.graceful + r.forced + r.broken + r.reclaimed,
+        r.elapsed.as_millis(),
+        r.graceful,
+        r.forced,
+        r.broken,
+        r.reclaimed,
+        r.failed_callbacks
+    );
+}
+
+fn operation(cause: DrainCause) -> &'static str {
+    match cause {
+        DrainCause::Shrink { .. } => "MRConnManager_Shrink",
+        DrainCause::NodeRemoved => "MRConnManager_Disconnect",
+        DrainCause::EndpointChanged => "MRConnManager_Add",
+    }
+}
+
+/// Whether any command on `ac` still awaits its reply. hiredis appends a
+/// record per command to `replies` (or `sub.replies`) and unlinks it just
+/// before running its callback.
+pub fn has_pending(ac: NonNull<redisAsyncContext>) -> bool {
+    // SAFETY: callers pass live contexts; both heads are plain pointers.
+    let ac = unsafe { ac.as_ref() };
+    !ac.replies.head.is_null() || !ac.sub.replies.head.is_null()
+}
+
+/// How many commands on `ac` await their reply.
+pub fn pending(ac: NonNull<redisAsyncContext>) -> u64 {
+    // SAFETY: callers pass live contexts.
+    let ac = unsafe { ac.as_ref() };
+    let mut n = 0;
+    for head in [ac.replies.head, ac.sub.replies.head] {
+        let mut cb = head;
+        while !cb.is_null() {
+            n += 1;
+            // SAFETY: hiredis keeps the list well-formed between its callbacks.
+            cb = unsafe { (*cb).next };
+        }
+    }
+    n
+}

@@ -1,0 +1,261 @@
+//! hiredis on libuv: the event hooks that attach a `redisAsyncContext` to a
+//! loop (RediSearch uses hiredis's header-only libuv adapter, which neither
+//! Rust nor the pinned sources can use), and the connection timers.
+//!
+//! One difference from that adapter: after hiredis has handled a read, the
+//! owner is told (`after_read`), which is how a draining connection learns at
+//! once that its last pending reply has been delivered.
+
+use std::ffi::{c_int, c_void};
+use std::ptr::{self, NonNull};
+
+use crate::sys::hiredis::{
+    redisAsyncContext, redisAsyncHandleRead, redisAsyncHandleTimeout, redisAsyncHandleWrite,
+    timeval,
+};
+use crate::sys::uv::{
+    UV_READABLE, UV_WRITABLE, uv_close, uv_handle_t, uv_loop_t, uv_poll_init, uv_poll_start,
+    uv_poll_stop, uv_poll_t, uv_timer_init, uv_timer_start, uv_timer_stop, uv_timer_t,
+};
+
+/// Called after hiredis has handled a read on a live context.
+pub type AfterRead = fn(NonNull<redisAsyncContext>);
+
+/// The libuv side of one hiredis context: `ac->ev.data`.
+struct Attachment {
+    poll: uv_poll_t,
+    timer: uv_timer_t,
+    /// NULL once hiredis has released the context.
+    ac: *mut redisAsyncContext,
+    events: c_int,
+    /// Handles not yet closed; the attachment is freed when both are.
+    open_handles: u8,
+    after_read: AfterRead,
+}
+
+/// Why a context could not be attached.
+#[derive(Debug)]
+pub struct AttachError;
+
+/// Attaches `ac` to `loop_`, as `redisLibuvAttach` does.
+///
+/// # Safety
+/// 1. `ac` is a live context with no event library attached yet.
+/// 2. `loop_` is a live loop, and this runs on its thread (or before it runs).
+pub unsafe fn attach(
+    ac: NonNull<redisAsyncContext>,
+    loop_: NonNull<uv_loop_t>,
+    after_read: AfterRead,
+) -> Result<(), AttachError> {
+    let ac = ac.as_ptr();
+    // SAFETY: 1. `ac` is live.
+    let fd = unsafe { (*ac).c.fd };
+    let att = Box::into_raw(Box::new(Attachment {
+        poll: uv_poll_t::default(),
+        timer: uv_timer_t::default(),
+        ac,
+        events: 0,
+        open_handles: 0,
+        after_read,
+    }));
+    // SAFETY: 2. the loop is live; the handle lives in the heap block `att`
+    // until its close callback.
+    if unsafe { uv_poll_init(loop_.as_ptr(), &raw mut (*att).poll, fd) } != 0 {
+        // SAFETY: `att` came from Box::into_raw and no handle refers to it.
+        drop(unsafe { Box::from_raw(att) });
+        return Err(AttachError);
+    }
+    // SAFETY: as above; timer init cannot fail on a live loop.
+    unsafe { uv_timer_init(loop_.as_ptr(), &raw mut (*att).timer) };
+    // SAFETY: `att` is ours until both handles close.
+    let a = unsafe { &mut *att };
+    a.open_handles = 2;
+    a.poll.data = att.cast();
+    a.timer.data = att.cast();
+    // SAFETY: 1. `ac` is live and its `ev` block is ours to fill.
+    let ev = unsafe { &mut (*ac).ev };
+    ev.data = att.cast();
+    ev.addRead = Some(add_read);
+    ev.delRead = Some(del_read);
+    ev.addWrite = Some(add_write);
+    ev.delWrite = Some(del_write);
+    ev.cleanup = Some(cleanup);
+    ev.scheduleTimer = Some(schedule_timer);
+    Ok(())
+}
+
+/// # Safety
+/// `data` is an `Attachment` from `attach` whose context is still live.
+unsafe fn set_events(data: *mut c_void, add: c_int, remove: c_int) {
+    // SAFETY: caller's guarantee.
+    let att = unsafe { &mut *data.cast::<Attachment>() };
+    let events = (att.events | add) & !remove;
+    if events == att.events {
+        return;
+    }
+    att.events = events;
+    if events == 0 {
+        // SAFETY: the poll handle is initialised and not closing.
+        unsafe { uv_poll_stop(&raw mut att.poll) };
+    } else {
+        // SAFETY: as above.
+        unsafe { uv_poll_start(&raw mut att.poll, events, Some(on_poll)) };
+    }
+}
+
+extern "C" fn add_read(data: *mut c_void) {
+    // SAFETY: hiredis passes back `ev.data`, set by `attach`.
+    unsafe { set_events(data, UV_READABLE as c_int, 0) }
+}
+
+extern "C" fn del_read(data: *mut c_void) {
+    // SAFETY: hiredis passes back `ev.data`, set by `attach`.
+    unsafe { set_events(data, 0, UV_READABLE as c_int) }
+}
+
+extern "C" fn add_write(data: *mut c_void) {
+    // SAFETY: hiredis passes back `ev.data`, set by `attach`.
+    unsafe { set_events(data, UV_WRITABLE as c_int, 0) }
+}
+
+extern "C" fn del_write(data: *mut c_void) {
+    // SAFETY: hiredis passes back `ev.data`, set by `attach`.
+    unsafe { set_events(data, 0, UV_WRITABLE as c_int) }
+}
+
+extern "C" fn on_poll(handle: *mut uv_poll_t, status: c_int, events: c_int) {
+    // SAFETY: libuv passes back our poll handle, whose `data` is its attachment.
+    let att = unsafe { (*handle).data.cast::<Attachment>() };
+    // SAFETY: the attachment outlives its handles' callbacks.
+    let a = unsafe { &mut *att };
+    // On a poll error let hiredis try what it waits for: it finds the error
+    // itself and tears the context down.
+    let ev = if status < 0 { a.events } else { events };
+    if !a.ac.is_null() && ev & UV_READABLE as c_int != 0 {
+        // SAFETY: `ac` is non-NULL, so hiredis has not released it.
+        unsafe { redisAsyncHandleRead(a.ac) };
+    }
+    if !a.ac.is_null() && ev & UV_WRITABLE as c_int != 0 {
+        // SAFETY: as above; a read may have released it, hence the re-check.
+        unsafe { redisAsyncHandleWrite(a.ac) };
+    }
+    if let Some(ac) = NonNull::new(a.ac) {
+        (a.after_read)(ac);
+    }
+}
+
+extern "C" fn schedule_timer(data: *mut c_void, tv: timeval) {
+    // SAFETY: hiredis passes back `ev.data`, set by `attach`.
+    let att = unsafe { &mut *data.cast::<Attachment>() };
+    let ms = (tv.tv_sec.max(0) as u64) * 1000 + (tv.tv_usec.max(0) as u64).div_ceil(1000);
+    // SAFETY: the timer is initialised and not closing while the context lives.
+    unsafe { uv_timer_start(&raw mut att.timer, Some(on_timeout), ms, 0) };
+}
+
+extern "C" fn on_timeout(timer: *mut uv_timer_t) {
+    // SAFETY: libuv passes back our timer, whose `data` is its attachment.
+    let ac = unsafe { (*(*timer).data.cast::<Attachment>()).ac };
+    if !ac.is_null() {
+        // SAFETY: non-NULL, so hiredis has not released the context.
+        unsafe { redisAsyncHandleTimeout(ac) };
+    }
+}
+
+extern "C" fn cleanup(data: *mut c_void) {
+    let att = data.cast::<Attachment>();
+    // SAFETY: hiredis calls this once, with `ev.data`, as it releases the context.
+    unsafe { (*att).ac = ptr::null_mut() };
+    // SAFETY: both handles are initialised and closed only here.
+    unsafe {
+        uv_close(
+            (&raw mut (*att).poll).cast::<uv_handle_t>(),
+            Some(on_handle_closed),
+        )
+    };
+    // SAFETY: as above.
+    unsafe {
+        uv_close(
+            (&raw mut (*att).timer).cast::<uv_handle_t>(),
+            Some(on_handle_closed),
+        )
+    };
+}
+
+extern "C" fn on_handle_closed(handle: *mut uv_handle_t) {
+    // SAFETY: both handles carry their attachment in `data`.
+    let att = unsafe { (*handle).data.cast::<Attachment>() };
+    // SAFETY: the attachment lives until its last handle has closed.
+    let a = unsafe { &mut *att };
+    a.open_handles -= 1;
+    if a.open_handles == 0 {
+        // SAFETY: from Box::into_raw in `attach`; no handle refers to it any more.
+        drop(unsafe { Box::from_raw(att) });
+    }
+}
+
+/// A libuv timer embedded in an object that owns it, with `data` pointing
+/// at that owner.
+pub struct Timer {
+    handle: uv_timer_t,
+}
+
+impl Timer {
+    /// An uninitialised timer, to be placed in its owner first.
+    pub fn new() -> Timer {
+        Timer {
+            handle: uv_timer_t::default(),
+        }
+    }
+
+    /// Initialises the timer in place.
+    ///
+    /// # Safety
+    /// 1. `this` stays at the same address until the close callback of
+    ///    [`Timer::close`] has run.
+    /// 2. `loop_` is live; this runs on its thread or before it runs.
+    pub unsafe fn init(this: *mut Timer, loop_: NonNull<uv_loop_t>, owner: *mut c_void) {
+        // SAFETY: 1. and 2.
+        unsafe { uv_timer_init(loop_.as_ptr(), &raw mut (*this).handle) };
+        // SAFETY: 1.: `this` is valid.
+        unsafe { (*this).handle.data = owner };
+    }
+
+    /// (Re)arms the timer: `cb` runs once after `ms`.
+    pub fn start(&mut self, ms: u64, cb: extern "C" fn(*mut uv_timer_t)) {
+        // SAFETY: initialised by `init` and not closed (the owner is alive).
+        unsafe { uv_timer_start(&raw mut self.handle, Some(cb), ms, 0) };
+    }
+
+    /// Disarms the timer.
+    pub fn stop(&mut self) {
+        // SAFETY: as in `start`.
+        unsafe { uv_timer_stop(&raw mut self.handle) };
+    }
+
+    /// Closes the timer; `on_closed` runs on the loop once libuv is done
+    /// with it, and may free the owner.
+    pub fn close(&mut self, on_closed: extern "C" fn(*mut uv_handle_t)) {
+        // SAFETY: as in `start`; closed exactly once, by the owner's teardown.
+        unsafe {
+            uv_close(
+                (&raw mut self.handle).cast::<uv_handle_t>(),
+                Some(on_closed),
+            )
+        };
+    }
+
+    /// The owner a timer callback was started for.
+    ///
+    /// # Safety
+    /// `handle` is the handle of a live [`Timer`].
+    pub unsafe fn owner(handle: *const uv_timer_t) -> *mut c_void {
+        // SAFETY: caller's guarantee.
+        unsafe { (*handle).data }
+    }
+}
+
+impl Default for Timer {
+    fn default() -> Self {
+        Timer::new()
+    }
+}

@@ -1,0 +1,533 @@
+//! The C ABI: the eleven functions of RediSearch's `conn.h`, and the drain
+//! controls beyond it. Each function checks and converts its arguments, then
+//! hands over to the module that does the work. Bad input is logged and gets
+//! a defined result; a panic never crosses into C.
+
+#![expect(non_snake_case, non_camel_case_types, reason = "the C names of conn.h")]
+
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr::{self, NonNull};
+
+use mrconn_core::{ConnState, DrainStats};
+
+use crate::conn::MRConn;
+use crate::drain;
+use crate::host::{Level, MRCommand, MREndpoint, RedisModuleCtx, Reply, dict, hlog};
+use crate::manager;
+use crate::sys::hiredis::{REDIS_ERR, REDIS_OK, redisCallbackFn};
+use crate::sys::uv::uv_loop_t;
+
+/// The connection manager of one IO runtime. Layout is ABI (`conn.h`):
+/// callers embed it by value, read `nodeConns` and walk `map`.
+#[repr(C)]
+pub struct MRConnManager {
+    /// Node id → pool.
+    pub map: *mut dict,
+    /// Connections per node.
+    pub nodeConns: c_int,
+}
+
+/// The state of a connection (`conn.h`).
+#[expect(dead_code, reason = "C sees it through the generated header only")]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MRConnState {
+    /// TCP (and TLS) handshake in flight.
+    MRConn_Connecting = 0,
+    /// Back-off before retrying the connect.
+    MRConn_Reconnecting = 1,
+    /// `AUTH` in flight.
+    MRConn_Authenticating = 2,
+    /// Back-off before retrying a rejected `AUTH`.
+    MRConn_ReAuth = 3,
+    /// Connected, authenticated and active.
+    MRConn_Connected = 4,
+    /// Being freed.
+    MRConn_Freeing = 5,
+}
+
+impl From<ConnState> for MRConnState {
+    fn from(s: ConnState) -> Self {
+        match s {
+            ConnState::Connecting => MRConnState::MRConn_Connecting,
+            ConnState::Reconnecting => MRConnState::MRConn_Reconnecting,
+            ConnState::Authenticating => MRConnState::MRConn_Authenticating,
+            ConnState::ReAuth => MRConnState::MRConn_ReAuth,
+            ConnState::Connected => MRConnState::MRConn_Connected,
+            ConnState::Freeing => MRConnState::MRConn_Freeing,
+        }
+    }
+}
+
+/// The RESP version of a connection; the value is `HELLO`'s argument (`conn.h`).
+#[expect(dead_code, reason = "C sees it through the generated header only")]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MRConnProtocol {
+    /// Not chosen yet.
+    MRConn_Protocol_Undetermined = 0,
+    /// RESP2.
+    MRConn_Protocol_RESP2 = 2,
+    /// RESP3.
+    MRConn_Protocol_RESP3 = 3,
+}
+
+/// Drain statistics of one manager, for operators and tests.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MRConnDrainStats {
+    /// Connections draining now.
+    pub draining: u64,
+    /// Drains that delivered every pending reply, then closed.
+    pub graceful: u64,
+    /// Drains closed by their deadline or by shutdown.
+    pub forced: u64,
+    /// Drains ended by a broken link.
+    pub broken: u64,
+    /// Draining connections taken back by `Expand` or `Add`.
+    pub reclaimed: u64,
+    /// Callbacks that got a NULL reply because a drain was forced.
+    pub failedCallbacks: u64,
+}
+
+impl From<DrainStats> for MRConnDrainStats {
+    fn from(s: DrainStats) -> Self {
+        MRConnDrainStats {
+            draining: s.draining,
+            graceful: s.graceful,
+            forced: s.forced,
+            broken: s.broken,
+            reclaimed: s.reclaimed,
+            failedCallbacks: s.failed_callbacks,
+        }
+    }
+}
+
+/// Pools larger than this are refused: a typo in a size must not open
+/// millions of sockets.
+const MAX_POOL_SIZE: u32 = 4096;
+
+/// Runs `f`; a panic is logged and turns into `fallback`.
+fn guard<T>(name: &str, fallback: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        hlog!(
+            Level::Warning,
+            "{name}: internal error, call ignored: {why}"
+        );
+        fallback
+    })
+}
+
+/// The live manager behind `mgr`, or a logged `None`.
+///
+/// # Safety
+/// `mgr` is NULL or points to a valid `MRConnManager`, used by nobody else
+/// for the call's duration.
+unsafe fn live<'a>(
+    name: &str,
+    mgr: Option<NonNull<MRConnManager>>,
+) -> Option<&'a mut MRConnManager> {
+    let Some(mgr) = mgr else {
+        hlog!(Level::Warning, "{name}: NULL connection manager");
+        return None;
+    };
+    // SAFETY: caller's guarantee.
+    let mgr = unsafe { &mut *mgr.as_ptr() };
+    if !mgr.is_live() {
+        hlog!(
+            Level::Warning,
+            "{name}: connection manager not initialised or already shut down"
+        );
+        return None;
+    }
+    Some(mgr)
+}
+
+/// The node id, or a logged `None`.
+///
+/// # Safety
+/// `id` is NULL or a NUL-terminated string.
+unsafe fn node_id<'a>(name: &str, id: *const c_char) -> Option<&'a CStr> {
+    if id.is_null() {
+        hlog!(Level::Warning, "{name}: NULL node id");
+        return None;
+    }
+    // SAFETY: caller's guarantee.
+    Some(unsafe { CStr::from_ptr(id) })
+}
+
+/// Makes `mgr` an empty manager of `nodeConns` connections per node.
+///
+/// # Safety
+/// 1. `mgr` is NULL or points to writable memory for an `MRConnManager`.
+/// 2. The host's allocator and dict functions are ready.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MRConnManager_Init(mgr: Option<NonNull<MRConnManager>>, nodeConns: c_int) {
+    guard("MRConnManager_Init", (), || {
+        let Some(mgr) = mgr else {
+            hlog!(
+                Level::Warning,
+                "MRConnManager_Init: NULL connection manager"
+            );
+            return;
+        };
+        let size = if nodeConns < 0 {
+            hlog!(
+                Level::Warning,
+                "MRConnManager_Init: negative pool size {nodeConns}, using 0"
+            );
+            0
+        } else {
+            nodeConns
+        };
+        // SAFETY: 1.; fresh memory, so nothing else refers to it.
+        unsafe { &mut *mgr.as_ptr() }.init(size);
+    })
+}
+
+/// Replies to `ctx` with the states gathered in `stateDict`: a map from
+/// `"host:port"` to an array of state strings.
+///
+/// # Safety
+/// 1. `stateDict` is NULL or a dict filled by `MRConnManager_FillStateDict`.
+/// 2. `ctx` is NULL or a context the host can reply to.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MRConnManager_ReplyState(
+    stateDict: Option<NonNull<dict>>,
+    ctx: *mut RedisModuleCtx,
+) {
+    guard("MRConnManager_ReplyState", (), || {
+        if ctx.is_null() {
+            hlog!(
+                Level::Warning,
+                "MRConnManager_ReplyState: NULL reply context"
+            );
+            return;
+        }
+        let reply = Reply(ctx);
+        match stateDict {
+            // SAFETY: 1. and 2.
+            Some(states) => unsafe { manager::reply_state(states, &reply) },
+            None => {
+                hlog!(
+                    Level::Warning,
+                    "MRConnManager_ReplyState: NULL state dict, replying with an empty map"
+                );
+                reply.map(0);
+            }
+        }
+    })
+}
+
+/// Adds the states of every pool of `mgr` to `stateDict`.
+///
+/// # Safety
+/// 1. `mgr` is NULL or an initialised manager, used on its loop thread.
+/// 2. `stateDict` is NULL or a dict with C-string keys it copies, whose
+///    values are NULL or host arrays of C strings.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MRConnManager_FillStateDict(
+    mgr: Option<NonNull<MRConnManager>>,
+    stateDict: Option<NonNull<dict>>,
+) {
+    guard("MRConnManager_FillStateDict", (), || {
+        // SAFETY: 1.
+        let Some(mgr) = (unsafe { live("MRConnManager_FillStateDict", mgr) }) else {
+            return;
+        };
+        let Some(states) = stateDict else {
+            hlog!(
+                Level::Warning,
+                "MRConnManager_FillStateDict: NULL state dict"
+            );
+            return;
+        };
+        mgr.fill_state_dict(states);
+    })
+}
+
+/// A connected connection of node `id`, round-robin; NULL if the node has no
+/// pool or none of its connections is connected.
+///
+/// # Safety
+/// 1. `mgr` is NULL or an initialised manager, used on its loop thread.
+/// 2. `id` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MRConn_Get(
+    mgr: Option<NonNull<MRConnManager>>,
+    id: *const c_char,
+) -> *mut MRConn {
+    guard("MRConn_Get", ptr::null_mut(), || {
+        // SAFETY: 1.
+        let Some(mgr) = (unsafe { live("MRConn_Get", mgr) }) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: 2.
+        let Some(id) = (unsafe { node_id("MRConn_Get", id) }) else {
+            return ptr::null_mut();
+        };
+        let Some(pool) = mgr.pool(id) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: pool connections are live.
+        pool.pick(|c| unsafe { c.as_ref() }.is_ready())
+            .map_or(ptr::null_mut(), NonNull::as_ptr)
+    })
+}
+
+/// The state string of the first connection of node `id`; NULL if the node
+/// has no pool.
+///
+/// # Safety
+/// 1. `mgr` is NULL or an initialised manager, used on its loop thread.
+/// 2. `id` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MRConnManager_GetNodeState(
+    mgr: Option<NonNull<MRConnManager>>,
+    id: *const c_char,
+) -> *const c_char {
+    guard("MRConnManager_GetNodeState", ptr::null(), || {
+        // SAFETY: 1.
+        let Some(mgr) = (unsafe { live("MRConnManager_GetNodeState", mgr) }) else {
+            return ptr::null();
+        };
+        // SAFETY: 2.
+        let Some(id) = (unsafe { node_id("MRConnManager_GetNodeState", id) }) else {
+            return ptr::null();
+        };
+        let first = mgr.pool(id).and_then(|p| p.first());
+        // SAFETY: pool connections are live.
+        first.map_or(ptr::null(), |c| {
+            unsafe { c.as_ref() }.state().as_cstr().as_ptr()
+        })
+    })
+}
+
+/// Sends `cmd` on `c`; `fn_` later gets the reply, or NULL if the connection
+/// is torn down first. `REDIS_ERR` when `c` is not connected or draining, or
+/// the command cannot be formatted.
+///
+/// # Safety
+/// 1. `c` is NULL or a connection returned by `MRConn_Get` on this loop
+///    thread since the loop last ran.
+/// 2. `cmd` is NULL or a valid command: `strs`/`lens` hold `num` arguments,
+///    `cmd` is NULL or an sds it owns.
+/// 3. `fn_`, if set, may be called once with `privdata`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MRConn_SendCommand(
+    c: Option<NonNull<MRConn>>,
+    cmd: Option<NonNull<MRCommand>>,
+    fn_: redisCallbackFn,
+    privdata: *mut c_void,
+) -> c_int {
+    guard("MRConn_SendCommand", REDIS_ERR, || {
+        let (Some(c), Some(cmd)) = (c, cmd) else {
+            hlog!(
+                Level::Warning,
+                "MRConn_SendCommand: NULL connection or command"
+            );
+            return REDIS_ERR;
+        };
+        // SAFETY: 1. and 2.; distinct objects, each used by us alone here.
+        let (conn, cmd) = unsafe { (&mut *c.as_ptr(), &mut *cmd.as_ptr()) };
+        conn.send(cmd, fn_, privdata)
+    })
+}
+
+/// Makes `id`'s pool one of `nodeConns` connections to `ep`; false when it
+/// already has one to an equal endpoint. An older pool to another endpoint
+/// drains away.
+///
+/// # Safety
+/// 1. `m` is NULL or an initialised manager, used on its loop thread.
+/// 2. `loop_` is NULL or the live loop of that thread.
+/// 3. `id` is NULL or a NUL-terminated string; `ep` is NULL or a valid
+///    endpoint. Both stay the caller's.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MRConnManager_Add(
+    m: Option<NonNull<MRConnManager>>,
+    loop_: Option<NonNull<uv_loop_t>>,
+    id: *const c_char,
+    ep: Option<NonNull<MREndpoint>>,
+) -> bool {
+    guard("MRConnManager_Add", false, || {
+        // SAFETY: 1.
+        let Some(mgr) = (unsafe { live("MRConnManager_Add", m) }) else {
+            return false;
+        };
+        // SAFETY: 3.
+        let Some(id) = (unsafe { node_id("MRConnManager_Add", id) }) else {
+            return false;
+        };
+        let (Some(loop_), Some(ep)) = (loop_, ep) else {
+            hlog!(
+                Level::Warning,
+                "MRConnManager_Add: NULL loop or endpoint for node {}",
+                id.to_string_lossy()
+            );
+            return false;
+        };
+        // SAFETY: 3.
+        let ep = unsafe { ep.as_ref() };
+        if ep.host.is_null() {
+            hlog!(
+                Level::Warning,
+                "MRConnManager_Add: endpoint of node {} has no host",
+                id.to_string_lossy()
+            );
+            return false;
+        }
+        mgr.add(loop_, id, ep)
+    })
+}
+
+/// Removes `id`'s pool, draining its busy connections: `REDIS_OK` if it had
+/// one, else `REDIS_ERR`.
+///
+/// # Safety
+/// 1. `m` is NULL or an initialised manager, used on its loop thread.
+/// 2. `id` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MRConnManager_Disconnect(
+    m: Option<NonNull<MRConnManager>>,
+    id: *const c_char,
+) -> c_int {
+    guard("MRConnManager_Disconnect", REDIS_ERR, || {
+        // SAFETY: 1.
+        let Some(mgr) = (unsafe { live("MRConnManager_Disconnect", m) }) else {
+            return REDIS_ERR;
+        };
+        // SAFETY: 2.
+        let Some(id) = (unsafe { node_id("MRConnManager_Disconnect", id) }) else {
+            return REDIS_ERR;
+        };
+        if mgr.disconnect(id) {
+            REDIS_OK as c_int
+        } else {
+            REDIS_ERR
+        }
+    })
+}
+
+/// Shrinks every pool to `num` connections; the surplus drains (see
+/// `MRConnManager_SetDrainTimeout`). Needs `0 < num < nodeConns`; anything
+/// else is logged and ignored.
+///
+/// # Safety
+/// 1. `m` is NULL or an initialised manager, used on its loop thread (or on
+///    the thread that owns it before its loop runs).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MRConnManager_Shrink(m: Option<NonNull<MRConnManager>>, num: u32) {
+    guard("MRConnManager_Shrink", (), || {
+        // SAFETY: 1.
+        let Some(mgr) = (unsafe { live("MRConnManager_Shrink", m) }) else {
+            return;
+        };
+        let current = u32::try_from(mgr.nodeConns).unwrap_or(0);
+        if num == 0 || num >= current {
+            hlog!(
+                Level::Warning,
+                "MRConnManager_Shrink: cannot shrink from {current} to {num} connections, ignored"
+            );
+            return;
+        }
+        drain::shrink(mgr, num);
+    })
+}
+
+/// Grows every pool to `num` connections, taking back draining ones first.
+/// Needs `nodeConns < num <= 4096`; anything else is logged and ignored.
+///
+/// # Safety
+/// 1. `m` is NULL or an initialised manager, used on its loop thread.
+/// 2. `loop_` is NULL or the live loop of that thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MRConnManager_Expand(
+    m: Option<NonNull<MRConnManager>>,
+    num: u32,
+    loop_: Option<NonNull<uv_loop_t>>,
+) {
+    guard("MRConnManager_Expand", (), || {
+        // SAFETY: 1.
+        let Some(mgr) = (unsafe { live("MRConnManager_Expand", m) }) else {
+            return;
+        };
+        let current = u32::try_from(mgr.nodeConns).unwrap_or(0);
+        let Some(loop_) = loop_ else {
+            hlog!(Level::Warning, "MRConnManager_Expand: NULL loop, ignored");
+            return;
+        };
+        if num <= current || num > MAX_POOL_SIZE {
+            hlog!(
+                Level::Warning,
+                "MRConnManager_Expand: cannot expand from {current} to {num} connections (at most {MAX_POOL_SIZE}), ignored"
+            );
+            return;
+        }
+        drain::expand(mgr, num, loop_);
+    })
+}
+
+/// Closes every connection now (pending callbacks get NULL, draining ones
+/// too) and releases the map. Every libuv handle of the library is closing
+/// when this returns; their memory goes on the loop's next iteration.
+///
+/// # Safety
+/// 1. `mgr` is NULL or a manager, used on its loop thread (or, if the loop
+///    never ran, the thread that owns it).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MRConnManager_Shutdown(mgr: Option<NonNull<MRConnManager>>) {
+    guard("MRConnManager_Shutdown", (), || {
+        // SAFETY: 1.
+        if let Some(mgr) = unsafe { live("MRConnManager_Shutdown", mgr) } {
+            mgr.shutdown();
+        }
+    })
+}
+
+/// Sets the deadline of drains that start from now on, in milliseconds
+/// (default 5000). At the deadline a draining connection is closed by force
+/// and its pending callbacks get a NULL reply. 0 fails pending work at once.
+/// Any thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn MRConnManager_SetDrainTimeout(timeoutMS: u32) {
+    drain::set_timeout_ms(timeoutMS);
+}
+
+/// The deadline of drains that start now, in milliseconds.
+#[unsafe(no_mangle)]
+pub extern "C" fn MRConnManager_GetDrainTimeout() -> u32 {
+    drain::timeout_ms()
+}
+
+/// Fills `out` with `mgr`'s drain statistics: `REDIS_OK`, or `REDIS_ERR` on
+/// bad input.
+///
+/// # Safety
+/// 1. `mgr` is NULL or an initialised manager, used on its loop thread.
+/// 2. `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn MRConnManager_GetDrainStats(
+    mgr: Option<NonNull<MRConnManager>>,
+    out: Option<NonNull<MRConnDrainStats>>,
+) -> c_int {
+    guard("MRConnManager_GetDrainStats", REDIS_ERR, || {
+        // SAFETY: 1.
+        let Some(mgr) = (unsafe { live("MRConnManager_GetDrainStats", mgr) }) else {
+            return REDIS_ERR;
+        };
+        let Some(out) = out else {
+            hlog!(Level::Warning, "MRConnManager_GetDrainStats: NULL output");
+            return REDIS_ERR;
+        };
+        // SAFETY: 2.
+        unsafe { out.write(mgr.state().drains.stats().into()) };
+        REDIS_OK as c_int
+    })
+}

@@ -1,0 +1,313 @@
+//! Everything the library takes from its host, RediSearch (CONTRACT §6), and
+//! nothing else: the C declarations, the types they use, and thin wrappers
+//! that turn them into Rust calls. No other module declares a host symbol.
+//!
+//! Each declaration's type is checked against the host's real header by the C
+//! compiler (`src/glue/glue.c`), and each layout by build.rs.
+
+#[expect(
+    non_snake_case,
+    dead_code,
+    reason = "RediSearch's C names; the library reads only some fields and uses layouts() in tests"
+)]
+mod types;
+
+use std::ffi::{CStr, CString, c_char, c_int, c_long, c_void};
+use std::ptr::NonNull;
+
+pub use types::{MRCommand, MREndpoint, SearchClusterConfig, dict, dictEntry, dictType};
+
+/// `RedisModuleCtx`, opaque.
+#[repr(C)]
+pub struct RedisModuleCtx {
+    _opaque: [u8; 0],
+}
+
+/// `RedisModuleString`, opaque.
+#[repr(C)]
+pub struct RedisModuleString {
+    _opaque: [u8; 0],
+}
+
+type LogFn =
+    unsafe extern "C" fn(ctx: *mut RedisModuleCtx, level: *const c_char, fmt: *const c_char, ...);
+
+unsafe extern "C" {
+    pub static mut RedisModule_Alloc: Option<unsafe extern "C" fn(bytes: usize) -> *mut c_void>;
+    pub static mut RedisModule_Calloc:
+        Option<unsafe extern "C" fn(n: usize, size: usize) -> *mut c_void>;
+    pub static mut RedisModule_Realloc:
+        Option<unsafe extern "C" fn(ptr: *mut c_void, bytes: usize) -> *mut c_void>;
+    pub static mut RedisModule_Free: Option<unsafe extern "C" fn(ptr: *mut c_void)>;
+    pub static mut RedisModule_Strdup:
+        Option<unsafe extern "C" fn(s: *const c_char) -> *mut c_char>;
+    static mut RedisModule_Log: Option<LogFn>;
+    static mut RedisModule_ReplyWithMap:
+        Option<unsafe extern "C" fn(ctx: *mut RedisModuleCtx, len: c_long) -> c_int>;
+    static mut RedisModule_ReplyWithArray:
+        Option<unsafe extern "C" fn(ctx: *mut RedisModuleCtx, len: c_long) -> c_int>;
+    static mut RedisModule_ReplyWithCString:
+        Option<unsafe extern "C" fn(ctx: *mut RedisModuleCtx, s: *const c_char) -> c_int>;
+    static mut RedisModule_ThreadSafeContextLock:
+        Option<unsafe extern "C" fn(ctx: *mut RedisModuleCtx)>;
+    static mut RedisModule_ThreadSafeContextUnlock:
+        Option<unsafe extern "C" fn(ctx: *mut RedisModuleCtx)>;
+    static mut RedisModule_GetInternalSecret:
+        Option<unsafe extern "C" fn(ctx: *mut RedisModuleCtx, len: *mut usize) -> *const c_char>;
+    static mut RedisModule_StringPtrLen:
+        Option<unsafe extern "C" fn(s: *const RedisModuleString, len: *mut usize) -> *const c_char>;
+    static mut RedisModule_FreeString:
+        Option<unsafe extern "C" fn(ctx: *mut RedisModuleCtx, s: *mut RedisModuleString)>;
+    static mut RSDummyContext: *mut RedisModuleCtx;
+    static clusterConfig: SearchClusterConfig;
+
+    pub fn RS_dictCreate(type_: *mut dictType, privdata: *mut c_void) -> *mut dict;
+    pub fn RS_dictFind(d: *mut dict, key: *const c_void) -> *mut dictEntry;
+    pub fn RS_dictReplace(d: *mut dict, key: *mut c_void, val: *mut c_void) -> c_int;
+    pub fn RS_dictDelete(d: *mut dict, key: *const c_void) -> c_int;
+    pub fn RS_dictRelease(d: *mut dict);
+    pub fn RS_dictGetIterator(d: *mut dict) -> *mut c_void;
+    pub fn RS_dictNext(it: *mut c_void) -> *mut dictEntry;
+    pub fn RS_dictReleaseIterator(it: *mut c_void);
+    pub fn RS_dictAddOrFind(d: *mut dict, key: *mut c_void) -> *mut dictEntry;
+    pub fn stringsHashFunction(key: *const c_void) -> u64;
+    pub fn stringsKeyDup(privdata: *mut c_void, key: *const c_void) -> *mut c_void;
+    pub fn stringsKeyCompare(privdata: *mut c_void, k1: *const c_void, k2: *const c_void) -> c_int;
+    pub fn stringsKeyDestructor(privdata: *mut c_void, key: *mut c_void);
+
+    pub fn array_new_sz(elem_sz: u16, remain_cap: u16, len: u32) -> *mut c_void;
+    pub fn array_ensure_append_n_func(
+        arr: *mut c_void,
+        src: *mut c_void,
+        n: u16,
+        elem_sz: u16,
+    ) -> *mut c_void;
+    pub fn array_len_func(arr: *mut c_void) -> u32;
+
+    pub fn MREndpoint_Copy(dst: *mut MREndpoint, src: *const MREndpoint);
+    pub fn MREndpoint_Free(ep: *mut MREndpoint);
+    pub fn MREndpoint_Equal(a: *const MREndpoint, b: *const MREndpoint) -> bool;
+
+    pub fn MRReply_Type(reply: *const c_void) -> c_int;
+    pub fn MRReply_String(reply: *const c_void, len: *mut usize) -> *const c_char;
+    pub fn MRReply_Free(reply: *mut c_void);
+
+    pub safe fn IsEnterprise() -> bool;
+    fn getRedisConfigValue(ctx: *mut RedisModuleCtx, name: *const c_char)
+    -> *mut RedisModuleString;
+    #[cfg(not(mrconn_endpoint_tls))]
+    fn getRedisConfigBool(ctx: *mut RedisModuleCtx, name: *const c_char, default: bool) -> bool;
+    #[cfg(not(mrconn_endpoint_tls))]
+    fn getRedisConfigNumeric(ctx: *mut RedisModuleCtx, name: *const c_char, default: i64) -> i64;
+}
+
+/// `MRReply_Type` of an error reply.
+pub const REPLY_ERROR: c_int = 6;
+
+/// The levels of `RedisModule_Log` that conn.c uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// State switches.
+    Debug,
+    /// Resizes and drains.
+    Notice,
+    /// Failures.
+    Warning,
+}
+
+impl Level {
+    fn as_cstr(self) -> &'static CStr {
+        match self {
+            Level::Debug => c"debug",
+            Level::Notice => c"notice",
+            Level::Warning => c"warning",
+        }
+    }
+}
+
+/// Logs `msg` through `RedisModule_Log` on `RSDummyContext`. A message
+/// holding a NUL byte is cut there.
+pub fn log(level: Level, msg: &str) {
+    // SAFETY: a plain read of a pointer-sized global the host initialises
+    // before loading any code of ours (CONTRACT §6).
+    let log = unsafe { RedisModule_Log };
+    let Some(log) = log else { return };
+    let text = CString::new(msg).unwrap_or_else(|e| {
+        let end = e.nul_position();
+        CString::new(&msg.as_bytes()[..end]).unwrap_or_default()
+    });
+    // SAFETY: as above.
+    let ctx = unsafe { RSDummyContext };
+    // SAFETY: `log` is the host's logger; "%s" consumes exactly the one
+    // NUL-terminated string passed, which outlives the call.
+    unsafe { log(ctx, level.as_cstr().as_ptr(), c"%s".as_ptr(), text.as_ptr()) };
+}
+
+/// Logs a formatted message: `hlog!(Level::Notice, "x {}", y)`.
+macro_rules! hlog {
+    ($level:expr, $($arg:tt)*) => {
+        $crate::host::log($level, &format!($($arg)*))
+    };
+}
+pub(crate) use hlog;
+
+/// The configured connect timeout, `None` when it is {0, 0}.
+pub fn connect_timeout() -> Option<types::timeval> {
+    // SAFETY: `clusterConfig` is a host global that lives for the whole
+    // process; the loop thread only reads it.
+    let tv = unsafe { clusterConfig.connectTimeout };
+    (tv.tv_sec != 0 || tv.tv_usec != 0).then_some(tv)
+}
+
+/// Holds the host's global lock (the GIL) while alive.
+pub struct Gil(*mut RedisModuleCtx);
+
+impl Gil {
+    /// Takes the lock.
+    pub fn lock() -> Gil {
+        // SAFETY: plain reads of host globals set at module load.
+        let ctx = unsafe { RSDummyContext };
+        // SAFETY: as above.
+        if let Some(lock) = unsafe { RedisModule_ThreadSafeContextLock } {
+            // SAFETY: the host's lock function on the host's own context.
+            unsafe { lock(ctx) };
+        }
+        Gil(ctx)
+    }
+
+    /// The internal secret of the cluster, copied (it is binary-safe).
+    pub fn internal_secret(&self) -> Vec<u8> {
+        // SAFETY: plain read of a host global set at module load.
+        let Some(get) = (unsafe { RedisModule_GetInternalSecret }) else {
+            return Vec::new();
+        };
+        let mut len = 0usize;
+        // SAFETY: the lock is held (self exists); `len` is a valid out pointer.
+        let p = unsafe { get(self.0, &mut len) };
+        if p.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: the host returns `len` readable bytes at `p`, valid while
+        // the lock is held, and we copy them before it is released.
+        unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }.to_vec()
+    }
+
+    /// A Redis config value, as an owned string; `None` when unset.
+    pub fn config_value(&self, name: &CStr) -> Option<ConfigString> {
+        // SAFETY: the lock is held; `name` is NUL-terminated.
+        let s = unsafe { getRedisConfigValue(self.0, name.as_ptr()) };
+        NonNull::new(s).map(|s| ConfigString { ctx: self.0, s })
+    }
+
+    /// A boolean Redis config value (v8.8.0's TLS switch).
+    #[cfg(not(mrconn_endpoint_tls))]
+    pub fn config_bool(&self, name: &CStr, default: bool) -> bool {
+        // SAFETY: the lock is held; `name` is NUL-terminated.
+        unsafe { getRedisConfigBool(self.0, name.as_ptr(), default) }
+    }
+
+    /// A numeric Redis config value (v8.8.0's TLS switch).
+    #[cfg(not(mrconn_endpoint_tls))]
+    pub fn config_numeric(&self, name: &CStr, default: i64) -> i64 {
+        // SAFETY: the lock is held; `name` is NUL-terminated.
+        unsafe { getRedisConfigNumeric(self.0, name.as_ptr(), default) }
+    }
+}
+
+impl Drop for Gil {
+    fn drop(&mut self) {
+        // SAFETY: plain read of a host global set at module load.
+        if let Some(unlock) = unsafe { RedisModule_ThreadSafeContextUnlock } {
+            // SAFETY: we took this lock in `Gil::lock`.
+            unsafe { unlock(self.0) };
+        }
+    }
+}
+
+/// A `RedisModuleString` returned by the host, freed on drop.
+pub struct ConfigString {
+    ctx: *mut RedisModuleCtx,
+    s: NonNull<RedisModuleString>,
+}
+
+impl ConfigString {
+    /// The value as a C string (Redis keeps these NUL-terminated).
+    pub fn as_ptr(&self) -> *const c_char {
+        // SAFETY: plain read of a host global set at module load.
+        let Some(ptr_len) = (unsafe { RedisModule_StringPtrLen }) else {
+            return std::ptr::null();
+        };
+        // SAFETY: `s` is a live string from the host; a NULL length pointer is allowed.
+        unsafe { ptr_len(self.s.as_ptr(), std::ptr::null_mut()) }
+    }
+
+    /// The value's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: plain read of a host global set at module load.
+        let Some(ptr_len) = (unsafe { RedisModule_StringPtrLen }) else {
+            return &[];
+        };
+        let mut len = 0usize;
+        // SAFETY: `s` is a live string from the host; `len` is a valid out pointer.
+        let p = unsafe { ptr_len(self.s.as_ptr(), &mut len) };
+        if p.is_null() {
+            return &[];
+        }
+        // SAFETY: the host guarantees `len` bytes at `p` while `s` lives,
+        // and the slice borrows `self`.
+        unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }
+    }
+}
+
+impl Drop for ConfigString {
+    fn drop(&mut self) {
+        // SAFETY: plain read of a host global set at module load.
+        if let Some(free) = unsafe { RedisModule_FreeString } {
+            // SAFETY: we own `s`, returned by `getRedisConfigValue`.
+            unsafe { free(self.ctx, self.s.as_ptr()) };
+        }
+    }
+}
+
+/// Replies to the client of `ctx`, for `MRConnManager_ReplyState`.
+pub struct Reply(pub *mut RedisModuleCtx);
+
+impl Reply {
+    /// Starts a map of `len` pairs.
+    pub fn map(&self, len: usize) {
+        // SAFETY: plain read of a host global set at module load.
+        if let Some(f) = unsafe { RedisModule_ReplyWithMap } {
+            // SAFETY: `self.0` is the caller's reply context.
+            unsafe { f(self.0, len as c_long) };
+        }
+    }
+
+    /// Starts an array of `len` elements.
+    pub fn array(&self, len: usize) {
+        // SAFETY: plain read of a host global set at module load.
+        if let Some(f) = unsafe { RedisModule_ReplyWithArray } {
+            // SAFETY: `self.0` is the caller's reply context.
+            unsafe { f(self.0, len as c_long) };
+        }
+    }
+
+    /// Adds a string.
+    pub fn cstring(&self, s: *const c_char) {
+        // SAFETY: plain read of a host global set at module load.
+        if let Some(f) = unsafe { RedisModule_ReplyWithCString } {
+            // SAFETY: `self.0` is the caller's reply context; `s` is a
+            // NUL-terminated string the caller keeps alive.
+            unsafe { f(self.0, s) };
+        }
+    }
+}
+
+/// An allocator-owned copy of `s`, for memory RediSearch frees.
+pub fn strdup(s: &CStr) -> *mut c_char {
+    // SAFETY: plain read of a host global set at module load.
+    match unsafe { RedisModule_Strdup } {
+        // SAFETY: `s` is NUL-terminated.
+        Some(dup) => unsafe { dup(s.as_ptr()) },
+        None => std::ptr::null_mut(),
+    }
+}

@@ -1,0 +1,313 @@
+//! The manager: a host dict from node id to that node's pool, and the
+//! operations of `conn.h` on it.
+//!
+//! The dict is RediSearch's own (callers iterate it), keyed by node-id
+//! strings it copies, and its value destructor retires a pool. The manager's
+//! own state, which `MRConnManager`'s fixed 16 bytes cannot hold, lives in the
+//! dict's `privdata`.
+
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::marker::PhantomData;
+use std::ptr::{self, NonNull};
+
+use mrconn_core::{DrainCause, Pool};
+
+use crate::conn::MRConn;
+use crate::drain::{self, Drains};
+use crate::exports::MRConnManager;
+use crate::host::{
+    self, Level, MREndpoint, RS_dictAddOrFind, RS_dictCreate, RS_dictDelete, RS_dictFind,
+    RS_dictGetIterator, RS_dictNext, RS_dictRelease, RS_dictReleaseIterator, RS_dictReplace, Reply,
+    array_ensure_append_n_func, array_len_func, array_new_sz, dict, dictEntry, dictType, hlog,
+    stringsHashFunction, stringsKeyCompare, stringsKeyDestructor, stringsKeyDup,
+};
+use crate::sys::uv::uv_loop_t;
+
+/// One node's pool: the dict value.
+pub type NodePool = Pool<NonNull<MRConn>>;
+
+/// What the dict's value destructor does with the pool it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Teardown {
+    /// Drain its connections, for this reason.
+    Drain(DrainCause),
+    /// Close them now (Shutdown): pending callbacks get NULL.
+    Force,
+}
+
+/// The manager's state beyond the two ABI fields: the dict's `privdata`.
+pub struct State {
+    /// Connections that left their pool and are finishing their work.
+    pub drains: Drains,
+    /// Set by each operation before it removes or replaces dict entries.
+    teardown: Teardown,
+    /// The node id being changed, for the logs of its teardown.
+    node: String,
+}
+
+static POOL_DICT_TYPE: dictType = dictType {
+    hashFunction: Some(stringsHashFunction),
+    keyDup: Some(stringsKeyDup),
+    valDup: None,
+    keyCompare: Some(stringsKeyCompare),
+    keyDestructor: Some(stringsKeyDestructor),
+    valDestructor: Some(destroy_pool),
+};
+
+/// Retires a pool the dict drops (replace, delete, release).
+extern "C" fn destroy_pool(privdata: *mut c_void, pool: *mut c_void) {
+    if pool.is_null() {
+        return;
+    }
+    // SAFETY: every value of our dicts is a Box<NodePool> made in `add`.
+    let mut pool = unsafe { Box::from_raw(pool.cast::<NodePool>()) };
+    // SAFETY: our dicts are created with their manager's State as privdata.
+    let state = unsafe { &mut *privdata.cast::<State>() };
+    let conns = pool.take_all();
+    match state.teardown {
+        Teardown::Force => conns.into_iter().for_each(MRConn::force_close),
+        Teardown::Drain(cause) => drain::retire(&mut state.drains, conns, cause, &state.node),
+    }
+}
+
+impl MRConnManager {
+    /// `MRConnManager_Init`.
+    pub fn init(&mut self, node_conns: c_int) {
+        let state = Box::into_raw(Box::new(State {
+            drains: Drains::default(),
+            teardown: Teardown::Drain(DrainCause::NodeRemoved),
+            node: String::new(),
+        }));
+        // SAFETY: the type is a static the dict only reads; the state lives
+        // until `shutdown` releases the dict.
+        self.map =
+            unsafe { RS_dictCreate(ptr::from_ref(&POOL_DICT_TYPE).cast_mut(), state.cast()) };
+        self.nodeConns = node_conns;
+    }
+
+    /// Whether `init` ran and `shutdown` did not.
+    pub fn is_live(&self) -> bool {
+        !self.map.is_null()
+    }
+
+    /// The manager's own state.
+    pub fn state(&mut self) -> &mut State {
+        self.parts().1
+    }
+
+    /// The pools and the state, borrowed apart: they live in different
+    /// allocations (dict entries, and the dict's privdata).
+    pub fn parts(&mut self) -> (Pools<'_>, &mut State) {
+        // SAFETY: `map` is live (callers check `is_live`) and its privdata is
+        // the State made in `init`, which no dict entry points into.
+        let state = unsafe { &mut *(*self.map).privdata.cast::<State>() };
+        (
+            Pools {
+                map: self.map,
+                _borrow: PhantomData,
+            },
+            state,
+        )
+    }
+
+    /// The pool of `id`.
+    pub fn pool(&mut self, id: &CStr) -> Option<&mut NodePool> {
+        self.parts().0.find(id)
+    }
+
+    /// `MRConnManager_Add`.
+    pub fn add(&mut self, loop_: NonNull<uv_loop_t>, id: &CStr, ep: &MREndpoint) -> bool {
+        let node_conns = usize::try_from(self.nodeConns).unwrap_or(0);
+        if let Some(old) = self.pool(id).and_then(|p| p.first()) {
+            // SAFETY: pool connections are live.
+            let old = unsafe { old.as_ref() };
+            // SAFETY: both endpoints are valid.
+            if unsafe { host::MREndpoint_Equal(old.endpoint(), ep) } {
+                return false;
+            }
+            hlog!(
+                Level::Notice,
+                "MRConnManager_Add: Node {} endpoint changed from {}:{} to {}:{}, reconnecting (state: {})",
+                id.to_string_lossy(),
+                old.host(),
+                old.port(),
+                c_str_lossy(ep.host),
+                ep.port,
+                old.state().as_str()
+            );
+        }
+        let mut pool = NodePool::new(Vec::with_capacity(node_conns));
+        drain::fill(&mut self.state().drains, &mut pool, node_conns, ep, loop_);
+        let state = self.state();
+        state.teardown = Teardown::Drain(DrainCause::EndpointChanged);
+        state.node = id.to_string_lossy().into_owned();
+        // SAFETY: `map` is live; the dict copies `id` and owns the pool from now on.
+        unsafe {
+            RS_dictReplace(
+                self.map,
+                id.as_ptr().cast_mut().cast(),
+                Box::into_raw(Box::new(pool)).cast(),
+            )
+        };
+        true
+    }
+
+    /// `MRConnManager_Disconnect`: whether `id` had a pool.
+    pub fn disconnect(&mut self, id: &CStr) -> bool {
+        let state = self.state();
+        state.teardown = Teardown::Drain(DrainCause::NodeRemoved);
+        state.node = id.to_string_lossy().into_owned();
+        // SAFETY: `map` is live; `id` is NUL-terminated.
+        unsafe { RS_dictDelete(self.map, id.as_ptr().cast()) == 0 }
+    }
+
+    /// `MRConnManager_Shutdown`: every connection closes now, pending
+    /// callbacks get NULL, and the map is released.
+    pub fn shutdown(&mut self) {
+        let state = self.state();
+        state.teardown = Teardown::Force;
+        let state: *mut State = state;
+        // SAFETY: `map` is live; its destructors force-close every pool.
+        unsafe { RS_dictRelease(self.map) };
+        self.map = ptr::null_mut();
+        // SAFETY: `state` came from Box::into_raw in `init`; the dict that
+        // pointed to it is gone.
+        let mut state = unsafe { Box::from_raw(state) };
+        drain::force_all(&mut state.drains);
+    }
+
+    /// `MRConnManager_FillStateDict`.
+    pub fn fill_state_dict(&mut self, out: NonNull<dict>) {
+        self.parts().0.for_each(|_, pool| {
+            let Some(first) = pool.first() else { return };
+            // SAFETY: pool connections are live.
+            let first = unsafe { first.as_ref() };
+            let Ok(key) = CString::new(format!("{}:{}", first.host(), first.port())) else {
+                return;
+            };
+            // SAFETY: `out` is the caller's live dict, which copies the key.
+            let entry = unsafe { RS_dictAddOrFind(out.as_ptr(), key.as_ptr().cast_mut().cast()) };
+            let Some(entry) = NonNull::new(entry) else {
+                return;
+            };
+            // SAFETY: the entry is live until the dict changes, which only we do here.
+            let mut states = unsafe { (*entry.as_ptr()).v };
+            if states.is_null() {
+                let cap = u16::try_from(pool.len()).unwrap_or(u16::MAX);
+                // SAFETY: a plain allocation of an empty array of pointers.
+                states = unsafe { array_new_sz(size_of::<*mut c_char>() as u16, cap, 0) };
+            }
+            for conn in pool.conns() {
+                // SAFETY: pool connections are live.
+                let mut s = host::strdup(unsafe { conn.as_ref() }.state().as_cstr());
+                // SAFETY: `states` is an array of pointers; one element is copied from `s`.
+                states = unsafe {
+                    array_ensure_append_n_func(
+                        states,
+                        (&raw mut s).cast(),
+                        1,
+                        size_of::<*mut c_char>() as u16,
+                    )
+                };
+            }
+            set_value(out, entry, states);
+        });
+    }
+}
+
+/// The pools of a manager, borrowed from it.
+pub struct Pools<'a> {
+    map: *mut dict,
+    _borrow: PhantomData<&'a mut MRConnManager>,
+}
+
+impl<'a> Pools<'a> {
+    /// The pool of `id`.
+    pub fn find(self, id: &CStr) -> Option<&'a mut NodePool> {
+        // SAFETY: `map` is live; `id` is NUL-terminated.
+        let entry = unsafe { RS_dictFind(self.map, id.as_ptr().cast()) };
+        // SAFETY: a found entry of our dict holds a Box<NodePool>.
+        NonNull::new(entry).map(|e| unsafe { &mut *(*e.as_ptr()).v.cast::<NodePool>() })
+    }
+
+    /// Every pool, in dict order. The dict must not change meanwhile.
+    pub fn for_each(&mut self, mut f: impl FnMut(&CStr, &mut NodePool)) {
+        // SAFETY: `map` is live.
+        let it = unsafe { RS_dictGetIterator(self.map) };
+        loop {
+            // SAFETY: `it` is a live iterator of our dict.
+            let entry = unsafe { RS_dictNext(it) };
+            if entry.is_null() {
+                break;
+            }
+            // SAFETY: entries of our dict have NUL-terminated keys and Box<NodePool> values.
+            let (key, pool) = unsafe {
+                (
+                    CStr::from_ptr((*entry).key.cast()),
+                    &mut *(*entry).v.cast::<NodePool>(),
+                )
+            };
+            f(key, pool);
+        }
+        // SAFETY: `it` is live and released once.
+        unsafe { RS_dictReleaseIterator(it) };
+    }
+}
+
+/// `dictSetVal`: through the dict's `valDup` when it has one.
+fn set_value(d: NonNull<dict>, entry: NonNull<dictEntry>, val: *mut c_void) {
+    // SAFETY: `d` is a live dict with a valid type.
+    let dup = unsafe { (*(*d.as_ptr()).type_).valDup };
+    let val = match dup {
+        // SAFETY: the dict's own duplicator, with its own privdata.
+        Some(dup) => unsafe { dup((*d.as_ptr()).privdata, val) },
+        None => val,
+    };
+    // SAFETY: `entry` belongs to `d` and is live.
+    unsafe { (*entry.as_ptr()).v = val };
+}
+
+/// `MRConnManager_ReplyState`: a map of `"host:port"` to state arrays.
+///
+/// # Safety
+/// `states` is a dict filled by `fill_state_dict`: C-string keys, values that
+/// are arrays of C strings (or NULL).
+pub unsafe fn reply_state(states: NonNull<dict>, reply: &Reply) {
+    // SAFETY: caller's guarantee: `states` is live.
+    let d = unsafe { states.as_ref() };
+    reply.map((d.ht[0].used + d.ht[1].used) as usize);
+    // SAFETY: as above.
+    let it = unsafe { RS_dictGetIterator(states.as_ptr()) };
+    loop {
+        // SAFETY: `it` is a live iterator.
+        let entry = unsafe { RS_dictNext(it) };
+        if entry.is_null() {
+            break;
+        }
+        // SAFETY: caller's guarantee on keys and values.
+        let (key, arr) = unsafe { ((*entry).key.cast::<c_char>(), (*entry).v) };
+        reply.cstring(key);
+        // SAFETY: `arr` is an array made by the host (or NULL).
+        let len = if arr.is_null() {
+            0
+        } else {
+            unsafe { array_len_func(arr) }
+        } as usize;
+        reply.array(len);
+        for i in 0..len {
+            // SAFETY: the array holds `len` C-string pointers.
+            reply.cstring(unsafe { *arr.cast::<*const c_char>().add(i) });
+        }
+    }
+    // SAFETY: `it` is live and released once.
+    unsafe { RS_dictReleaseIterator(it) };
+}
+
+/// A C string for a log line.
+pub fn c_str_lossy(s: *const c_char) -> String {
+    if s.is_null() {
+        return "(null)".to_owned();
+    }
+    // SAFETY: callers pass NUL-terminated strings.
+    unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
+}

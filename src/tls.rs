@@ -1,0 +1,200 @@
+//! TLS for a fresh connection, from the Redis config: certificate, key, CA,
+//! and the key's passphrase, with peer verification on.
+//!
+//! Which connections use TLS depends on the RediSearch line (CONTRACT §4):
+//! master asks the endpoint (`isTls`) and treats missing files as an error;
+//! v8.8.0 asks `tls-cluster`/`tls-port` and falls back to plain TCP when a
+//! file setting is missing. build.rs tells which from the host's headers.
+
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::ptr::{self, NonNull};
+
+use crate::conn::{MRConn, Tag};
+use crate::host::{ConfigString, Gil, Level, hlog};
+use crate::sys::glue::{mrconn_ssl_ctx_options, mrconn_ssl_filetype_pem, mrconn_ssl_verify_peer};
+use crate::sys::hiredis::{REDIS_OK, redisInitiateSSL, redisSSLContextGetError};
+use crate::sys::openssl::{
+    SSL_CTX, SSL_CTX_free, SSL_CTX_load_verify_locations, SSL_CTX_new,
+    SSL_CTX_set_default_passwd_cb, SSL_CTX_set_default_passwd_cb_userdata, SSL_CTX_set_options,
+    SSL_CTX_set_verify, SSL_CTX_use_PrivateKey_file, SSL_CTX_use_certificate_chain_file, SSL_free,
+    SSL_new, TLS_client_method,
+};
+
+/// `redisSSLContextError` codes, for the log line.
+const CTX_CREATE_FAILED: u32 = 1;
+const CA_CERT_LOAD_FAILED: u32 = 2;
+const CLIENT_CERT_LOAD_FAILED: u32 = 3;
+const PRIVATE_KEY_LOAD_FAILED: u32 = 4;
+
+struct Files {
+    key: ConfigString,
+    cert: ConfigString,
+    ca: ConfigString,
+    pass: Option<ConfigString>,
+}
+
+/// The TLS files, or `None` when one of key, certificate or CA is unset.
+fn read_files(gil: &Gil) -> Option<Files> {
+    Some(Files {
+        key: gil.config_value(c"tls-key-file")?,
+        cert: gil.config_value(c"tls-cert-file")?,
+        ca: gil.config_value(c"tls-ca-cert-file")?,
+        pass: gil.config_value(c"tls-key-file-pass"),
+    })
+}
+
+/// What the configuration asks of this connection: `Ok(None)` for plain TCP.
+#[cfg(mrconn_endpoint_tls)]
+fn wanted(conn: &MRConn) -> Result<Option<Files>, ()> {
+    if !conn.endpoint().isTls {
+        return Ok(None);
+    }
+    let gil = Gil::lock();
+    read_files(&gil).map(Some).ok_or(())
+}
+
+/// What the configuration asks of this connection: `Ok(None)` for plain TCP.
+#[cfg(not(mrconn_endpoint_tls))]
+fn wanted(_conn: &MRConn) -> Result<Option<Files>, ()> {
+    let gil = Gil::lock();
+    if !gil.config_bool(c"tls-cluster", false) && gil.config_numeric(c"tls-port", 0) == 0 {
+        return Ok(None);
+    }
+    Ok(read_files(&gil))
+}
+
+/// Starts TLS on the connection's fresh context when the configuration asks
+/// for it. `Err` (logged) sends the connection back to `Reconnecting`.
+pub fn initiate(conn: NonNull<MRConn>) -> Result<(), ()> {
+    // SAFETY: called from the connect callback with a live connection.
+    let c = unsafe { conn.as_ref() };
+    let files = match wanted(c) {
+        Ok(None) => return Ok(()),
+        Ok(Some(files)) => files,
+        Err(()) => {
+            hlog!(
+                Level::Warning,
+                "{} Error on ssl context creation: tls-cert-file, tls-key-file and tls-ca-cert-file must all be set",
+                Tag(conn)
+            );
+            return Err(());
+        }
+    };
+    let ctx = match context(&files) {
+        Ok(ctx) => ctx,
+        Err(code) => {
+            // SAFETY: hiredis maps any code to a static string.
+            let why = unsafe { CStr::from_ptr(redisSSLContextGetError(code)) }
+                .to_string_lossy()
+                .into_owned();
+            hlog!(
+                Level::Warning,
+                "{} Error on ssl context creation: {why}",
+                Tag(conn)
+            );
+            return Err(());
+        }
+    };
+    drop(files);
+    // SAFETY: `ctx` is a valid context.
+    let ssl = unsafe { SSL_new(ctx.as_ptr()) };
+    // SAFETY: the SSL object, if any, holds its own reference to `ctx`.
+    unsafe { SSL_CTX_free(ctx.as_ptr()) };
+    if ssl.is_null() {
+        hlog!(Level::Warning, "{} Error creating SSL object", Tag(conn));
+        return Err(());
+    }
+    let Some(ac) = c.context() else {
+        // SAFETY: `ssl` is ours and unused.
+        unsafe { SSL_free(ssl) };
+        return Err(());
+    };
+    // SAFETY: `ac` is live and connected; hiredis takes `ssl` on success.
+    let rc = unsafe { redisInitiateSSL(&raw mut (*ac.as_ptr()).c, ssl.cast()) };
+    if rc != REDIS_OK as c_int {
+        // SAFETY: `ac` is live; errstr is a NUL-terminated array.
+        let (err, errstr) = unsafe {
+            (
+                (*ac.as_ptr()).c.err,
+                CStr::from_ptr((*ac.as_ptr()).c.errstr.as_ptr()),
+            )
+        };
+        let why = if err != 0 {
+            errstr.to_string_lossy().into_owned()
+        } else {
+            "Unknown error".to_owned()
+        };
+        hlog!(Level::Warning, "{} Error on tls auth, {why}.", Tag(conn));
+        // SAFETY: hiredis did not take `ssl`.
+        unsafe { SSL_free(ssl) };
+        return Err(());
+    }
+    Ok(())
+}
+
+/// Frees an `SSL_CTX` unless disarmed.
+struct CtxGuard(NonNull<SSL_CTX>);
+
+impl Drop for CtxGuard {
+    fn drop(&mut self) {
+        // SAFETY: the guard owns one reference.
+        unsafe { SSL_CTX_free(self.0.as_ptr()) };
+    }
+}
+
+/// A client context for `files`, or the `redisSSLContextError` code.
+fn context(files: &Files) -> Result<NonNull<SSL_CTX>, u32> {
+    // SAFETY: plain OpenSSL constructor calls.
+    let ctx = unsafe { SSL_CTX_new(TLS_client_method()) };
+    let guard = CtxGuard(NonNull::new(ctx).ok_or(CTX_CREATE_FAILED)?);
+    let pass: Option<&[u8]> = files.pass.as_ref().map(ConfigString::bytes);
+    // SAFETY: `ctx` is valid.
+    unsafe { SSL_CTX_set_options(ctx, mrconn_ssl_ctx_options) };
+    // SAFETY: as above.
+    unsafe { SSL_CTX_set_verify(ctx, mrconn_ssl_verify_peer, None) };
+    // Always set the callback: without one OpenSSL prompts on stdin for an
+    // encrypted key.
+    // SAFETY: as above.
+    unsafe { SSL_CTX_set_default_passwd_cb(ctx, Some(passphrase)) };
+    // SAFETY: `pass` outlives every use: the callback runs only inside
+    // SSL_CTX_use_PrivateKey_file below, and the pointer is cleared after it.
+    unsafe { SSL_CTX_set_default_passwd_cb_userdata(ctx, ptr::from_ref(&pass).cast_mut().cast()) };
+    // SAFETY: `ctx` is valid; the paths are NUL-terminated config strings.
+    let ok = unsafe { SSL_CTX_load_verify_locations(ctx, files.ca.as_ptr(), ptr::null()) } == 1;
+    if !ok {
+        return Err(CA_CERT_LOAD_FAILED);
+    }
+    // SAFETY: as above.
+    if unsafe { SSL_CTX_use_certificate_chain_file(ctx, files.cert.as_ptr()) } != 1 {
+        return Err(CLIENT_CERT_LOAD_FAILED);
+    }
+    // SAFETY: as above.
+    let key_ok =
+        unsafe { SSL_CTX_use_PrivateKey_file(ctx, files.key.as_ptr(), mrconn_ssl_filetype_pem) }
+            == 1;
+    // SAFETY: `ctx` is valid; clears the pointer to the local `pass`.
+    unsafe { SSL_CTX_set_default_passwd_cb_userdata(ctx, ptr::null_mut()) };
+    if !key_ok {
+        return Err(PRIVATE_KEY_LOAD_FAILED);
+    }
+    let ctx = guard.0;
+    std::mem::forget(guard);
+    Ok(ctx)
+}
+
+/// OpenSSL's passphrase callback; `u` points at an `Option<&[u8]>`.
+extern "C" fn passphrase(buf: *mut c_char, size: c_int, _rwflag: c_int, u: *mut c_void) -> c_int {
+    if u.is_null() {
+        return -1;
+    }
+    // SAFETY: `context` set `u` to its live `Option<&[u8]>`.
+    let Some(pass) = (unsafe { *u.cast::<Option<&[u8]>>() }) else {
+        return -1;
+    };
+    if pass.len() > usize::try_from(size).unwrap_or(0) {
+        return -1;
+    }
+    // SAFETY: OpenSSL gives `size` writable bytes at `buf`; we write at most that.
+    unsafe { ptr::copy_nonoverlapping(pass.as_ptr(), buf.cast::<u8>(), pass.len()) };
+    pass.len() as c_int
+}
