@@ -24,10 +24,11 @@ fn over_aligned(layout: Layout, raw: *mut u8) -> *mut u8 {
     }
     let offset = layout.align() - (raw as usize % layout.align());
     let aligned = raw.wrapping_add(offset);
-    // SAFETY: `offset >= size_of::<usize>()` bytes precede `aligned` inside
-    // the block, since `offset >= align > HOST_ALIGN >= 16`, and `aligned` is
-    // aligned for `usize`.
-    unsafe { aligned.cast::<*mut u8>().sub(1).write(raw) };
+    // `offset >= align > HOST_ALIGN` bytes precede `aligned` inside the
+    // block, so a pointer-sized, pointer-aligned slot fits just before it.
+    let slot = aligned.cast::<*mut u8>().wrapping_sub(1);
+    // SAFETY: `slot` is inside the block and aligned.
+    unsafe { slot.write(raw) };
     aligned
 }
 
@@ -75,7 +76,7 @@ unsafe impl GlobalAlloc for HostAlloc {
             p
         } else {
             // SAFETY: `alloc` stored the block start just before `p`.
-            unsafe { p.cast::<*mut u8>().sub(1).read() }
+            unsafe { p.cast::<*mut u8>().wrapping_sub(1).read() }
         };
         // SAFETY: `block` came from the host allocator (caller's guarantee).
         unsafe { free(block.cast::<c_void>()) };

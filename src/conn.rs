@@ -16,7 +16,8 @@ use crate::sys::hiredis::{
     REDIS_CONN_TCP, REDIS_ERR, REDIS_OK, REDIS_OPT_NOAUTOFREEREPLIES, redisAsyncCommandArgv,
     redisAsyncConnectWithOptions, redisAsyncContext, redisAsyncDisconnect,
     redisAsyncFormattedCommand, redisAsyncFree, redisAsyncSetConnectCallback,
-    redisAsyncSetDisconnectCallback, redisCallbackFn, redisFormatSdsCommandArgv, redisOptions,
+    redisAsyncSetDisconnectCallback, redisCallbackFn, redisContext, redisFormatSdsCommandArgv,
+    redisOptions,
 };
 use crate::sys::uv::{uv_handle_t, uv_loop_t, uv_timer_t};
 use crate::{drain, tls};
@@ -283,6 +284,14 @@ fn empty_endpoint() -> MREndpoint {
     }
 }
 
+/// A hiredis context's error text.
+pub fn errstr(c: &redisContext) -> String {
+    // SAFETY: `errstr` is a NUL-terminated array (hiredis keeps it so).
+    unsafe { CStr::from_ptr(c.errstr.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn log_switch(conn: NonNull<MRConn>, to: ConnState) {
     hlog!(
         Level::Debug,
@@ -360,10 +369,8 @@ fn connect(conn: NonNull<MRConn>) -> Result<(), ()> {
     // SAFETY: `ac` is the live context just returned.
     let failed = unsafe { (*ac.as_ptr()).err } != 0;
     if failed {
-        // SAFETY: as above; errstr is a NUL-terminated array.
-        let why = unsafe { CStr::from_ptr((*ac.as_ptr()).c.errstr.as_ptr()) }
-            .to_string_lossy()
-            .into_owned();
+        // SAFETY: as above.
+        let why = errstr(unsafe { &(*ac.as_ptr()).c });
         hlog!(
             Level::Warning,
             "{} Could not connect to node: {why}",
@@ -439,10 +446,8 @@ extern "C" fn on_connect(ac: *const redisAsyncContext, status: c_int) {
         return;
     };
     if status != REDIS_OK as c_int {
-        // SAFETY: as above; errstr is a NUL-terminated array.
-        let why = unsafe { CStr::from_ptr((*ac).c.errstr.as_ptr()) }
-            .to_string_lossy()
-            .into_owned();
+        // SAFETY: as above.
+        let why = errstr(unsafe { &(*ac).c });
         hlog!(Level::Warning, "{} Error on connect: {why}", Tag(conn));
         MRConn::switch(conn, Event::ConnectFailed);
         return;

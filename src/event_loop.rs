@@ -58,17 +58,17 @@ pub unsafe fn attach(
         open_handles: 0,
         after_read,
     }));
+    // SAFETY: `att` is ours until both handles close.
+    let a = unsafe { &mut *att };
     // SAFETY: 2. the loop is live; the handle lives in the heap block `att`
     // until its close callback.
-    if unsafe { uv_poll_init(loop_.as_ptr(), &raw mut (*att).poll, fd) } != 0 {
+    if unsafe { uv_poll_init(loop_.as_ptr(), &mut a.poll, fd) } != 0 {
         // SAFETY: `att` came from Box::into_raw and no handle refers to it.
         drop(unsafe { Box::from_raw(att) });
         return Err(AttachError);
     }
     // SAFETY: as above; timer init cannot fail on a live loop.
-    unsafe { uv_timer_init(loop_.as_ptr(), &raw mut (*att).timer) };
-    // SAFETY: `att` is ours until both handles close.
-    let a = unsafe { &mut *att };
+    unsafe { uv_timer_init(loop_.as_ptr(), &mut a.timer) };
     a.open_handles = 2;
     a.poll.data = att.cast();
     a.timer.data = att.cast();
@@ -126,21 +126,30 @@ extern "C" fn del_write(data: *mut c_void) {
 extern "C" fn on_poll(handle: *mut uv_poll_t, status: c_int, events: c_int) {
     // SAFETY: libuv passes back our poll handle, whose `data` is its attachment.
     let att = unsafe { (*handle).data.cast::<Attachment>() };
+    // Only raw accesses from here: hiredis may release the context (and our
+    // cleanup hook write `ac`) inside any of the calls below.
     // SAFETY: the attachment outlives its handles' callbacks.
-    let a = unsafe { &mut *att };
+    let ac = || unsafe { (*att).ac };
     // On a poll error let hiredis try what it waits for: it finds the error
     // itself and tears the context down.
-    let ev = if status < 0 { a.events } else { events };
-    if !a.ac.is_null() && ev & UV_READABLE as c_int != 0 {
+    // SAFETY: as above.
+    let ev = if status < 0 {
+        unsafe { (*att).events }
+    } else {
+        events
+    };
+    if !ac().is_null() && ev & UV_READABLE as c_int != 0 {
         // SAFETY: `ac` is non-NULL, so hiredis has not released it.
-        unsafe { redisAsyncHandleRead(a.ac) };
+        unsafe { redisAsyncHandleRead(ac()) };
     }
-    if !a.ac.is_null() && ev & UV_WRITABLE as c_int != 0 {
+    if !ac().is_null() && ev & UV_WRITABLE as c_int != 0 {
         // SAFETY: as above; a read may have released it, hence the re-check.
-        unsafe { redisAsyncHandleWrite(a.ac) };
+        unsafe { redisAsyncHandleWrite(ac()) };
     }
-    if let Some(ac) = NonNull::new(a.ac) {
-        (a.after_read)(ac);
+    if let Some(live) = NonNull::new(ac()) {
+        // SAFETY: as above.
+        let after_read = unsafe { (*att).after_read };
+        after_read(live);
     }
 }
 
@@ -154,7 +163,9 @@ extern "C" fn schedule_timer(data: *mut c_void, tv: timeval) {
 
 extern "C" fn on_timeout(timer: *mut uv_timer_t) {
     // SAFETY: libuv passes back our timer, whose `data` is its attachment.
-    let ac = unsafe { (*(*timer).data.cast::<Attachment>()).ac };
+    let att = unsafe { (*timer).data.cast::<Attachment>() };
+    // SAFETY: the attachment outlives its handles' callbacks.
+    let ac = unsafe { (*att).ac };
     if !ac.is_null() {
         // SAFETY: non-NULL, so hiredis has not released the context.
         unsafe { redisAsyncHandleTimeout(ac) };
@@ -162,23 +173,16 @@ extern "C" fn on_timeout(timer: *mut uv_timer_t) {
 }
 
 extern "C" fn cleanup(data: *mut c_void) {
-    let att = data.cast::<Attachment>();
-    // SAFETY: hiredis calls this once, with `ev.data`, as it releases the context.
-    unsafe { (*att).ac = ptr::null_mut() };
+    // SAFETY: hiredis calls this once, with `ev.data`, as it releases the
+    // context; the attachment lives until both handles have closed.
+    let att = unsafe { &mut *data.cast::<Attachment>() };
+    att.ac = ptr::null_mut();
+    let poll: *mut uv_poll_t = &mut att.poll;
+    let timer: *mut uv_timer_t = &mut att.timer;
     // SAFETY: both handles are initialised and closed only here.
-    unsafe {
-        uv_close(
-            (&raw mut (*att).poll).cast::<uv_handle_t>(),
-            Some(on_handle_closed),
-        )
-    };
+    unsafe { uv_close(poll.cast::<uv_handle_t>(), Some(on_handle_closed)) };
     // SAFETY: as above.
-    unsafe {
-        uv_close(
-            (&raw mut (*att).timer).cast::<uv_handle_t>(),
-            Some(on_handle_closed),
-        )
-    };
+    unsafe { uv_close(timer.cast::<uv_handle_t>(), Some(on_handle_closed)) };
 }
 
 extern "C" fn on_handle_closed(handle: *mut uv_handle_t) {
@@ -214,10 +218,11 @@ impl Timer {
     ///    [`Timer::close`] has run.
     /// 2. `loop_` is live; this runs on its thread or before it runs.
     pub unsafe fn init(this: *mut Timer, loop_: NonNull<uv_loop_t>, owner: *mut c_void) {
+        // SAFETY: 1.: `this` is valid and not otherwise borrowed.
+        let timer = unsafe { &mut *this };
         // SAFETY: 1. and 2.
-        unsafe { uv_timer_init(loop_.as_ptr(), &raw mut (*this).handle) };
-        // SAFETY: 1.: `this` is valid.
-        unsafe { (*this).handle.data = owner };
+        unsafe { uv_timer_init(loop_.as_ptr(), &mut timer.handle) };
+        timer.handle.data = owner;
     }
 
     /// (Re)arms the timer: `cb` runs once after `ms`.

@@ -30,6 +30,7 @@ pub struct MRConnManager {
 
 /// The state of a connection (`conn.h`).
 #[expect(dead_code, reason = "C sees it through the generated header only")]
+#[expect(clippy::enum_variant_names, reason = "the C names of conn.h")]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MRConnState {
@@ -302,8 +303,8 @@ pub unsafe extern "C" fn MRConnManager_GetNodeState(
             return ptr::null();
         };
         let first = mgr.pool(id).and_then(|p| p.first());
-        // SAFETY: pool connections are live.
         first.map_or(ptr::null(), |c| {
+            // SAFETY: pool connections are live.
             unsafe { c.as_ref() }.state().as_cstr().as_ptr()
         })
     })
@@ -334,8 +335,10 @@ pub unsafe extern "C" fn MRConn_SendCommand(
             );
             return REDIS_ERR;
         };
-        // SAFETY: 1. and 2.; distinct objects, each used by us alone here.
-        let (conn, cmd) = unsafe { (&mut *c.as_ptr(), &mut *cmd.as_ptr()) };
+        // SAFETY: 1.; used by us alone for the call.
+        let conn = unsafe { &mut *c.as_ptr() };
+        // SAFETY: 2.; a distinct object, used by us alone for the call.
+        let cmd = unsafe { &mut *cmd.as_ptr() };
         conn.send(cmd, fn_, privdata)
     })
 }

@@ -98,9 +98,11 @@ impl MRConnManager {
     /// The pools and the state, borrowed apart: they live in different
     /// allocations (dict entries, and the dict's privdata).
     pub fn parts(&mut self) -> (Pools<'_>, &mut State) {
-        // SAFETY: `map` is live (callers check `is_live`) and its privdata is
-        // the State made in `init`, which no dict entry points into.
-        let state = unsafe { &mut *(*self.map).privdata.cast::<State>() };
+        // SAFETY: `map` is live (callers check `is_live`).
+        let privdata = unsafe { (*self.map).privdata };
+        // SAFETY: privdata is the State made in `init`, which no dict entry
+        // points into.
+        let state = unsafe { &mut *privdata.cast::<State>() };
         (
             Pools {
                 map: self.map,
@@ -226,8 +228,7 @@ impl<'a> Pools<'a> {
     pub fn find(self, id: &CStr) -> Option<&'a mut NodePool> {
         // SAFETY: `map` is live; `id` is NUL-terminated.
         let entry = unsafe { RS_dictFind(self.map, id.as_ptr().cast()) };
-        // SAFETY: a found entry of our dict holds a Box<NodePool>.
-        NonNull::new(entry).map(|e| unsafe { &mut *(*e.as_ptr()).v.cast::<NodePool>() })
+        NonNull::new(entry).map(|e| pool_of(e.as_ptr()))
     }
 
     /// Every pool, in dict order. The dict must not change meanwhile.
@@ -240,27 +241,34 @@ impl<'a> Pools<'a> {
             if entry.is_null() {
                 break;
             }
-            // SAFETY: entries of our dict have NUL-terminated keys and Box<NodePool> values.
-            let (key, pool) = unsafe {
-                (
-                    CStr::from_ptr((*entry).key.cast()),
-                    &mut *(*entry).v.cast::<NodePool>(),
-                )
-            };
-            f(key, pool);
+            // SAFETY: a live entry of our dict.
+            let key = unsafe { (*entry).key };
+            // SAFETY: keys of our dict are NUL-terminated copies of node ids.
+            f(unsafe { CStr::from_ptr(key.cast()) }, pool_of(entry));
         }
         // SAFETY: `it` is live and released once.
         unsafe { RS_dictReleaseIterator(it) };
     }
 }
 
+/// The pool held by a live entry of a manager's dict.
+fn pool_of<'a>(entry: *mut dictEntry) -> &'a mut NodePool {
+    // SAFETY: callers pass live entries of our dict.
+    let val = unsafe { (*entry).v };
+    // SAFETY: every value of our dicts is a Box<NodePool> made in `add`,
+    // owned by the dict and used on the loop thread only.
+    unsafe { &mut *val.cast::<NodePool>() }
+}
+
 /// `dictSetVal`: through the dict's `valDup` when it has one.
 fn set_value(d: NonNull<dict>, entry: NonNull<dictEntry>, val: *mut c_void) {
-    // SAFETY: `d` is a live dict with a valid type.
-    let dup = unsafe { (*(*d.as_ptr()).type_).valDup };
+    // SAFETY: `d` is a live dict.
+    let d = unsafe { d.as_ref() };
+    // SAFETY: a live dict has a valid type.
+    let dup = unsafe { (*d.type_).valDup };
     let val = match dup {
         // SAFETY: the dict's own duplicator, with its own privdata.
-        Some(dup) => unsafe { dup((*d.as_ptr()).privdata, val) },
+        Some(dup) => unsafe { dup(d.privdata, val) },
         None => val,
     };
     // SAFETY: `entry` belongs to `d` and is live.
@@ -284,19 +292,21 @@ pub unsafe fn reply_state(states: NonNull<dict>, reply: &Reply) {
         if entry.is_null() {
             break;
         }
-        // SAFETY: caller's guarantee on keys and values.
-        let (key, arr) = unsafe { ((*entry).key.cast::<c_char>(), (*entry).v) };
-        reply.cstring(key);
-        // SAFETY: `arr` is an array made by the host (or NULL).
+        // SAFETY: a live entry; caller's guarantee on keys and values.
+        let entry = unsafe { &*entry };
+        reply.cstring(entry.key.cast::<c_char>());
+        let arr = entry.v;
         let len = if arr.is_null() {
             0
         } else {
+            // SAFETY: `arr` is an array made by the host.
             unsafe { array_len_func(arr) }
         } as usize;
         reply.array(len);
+        let elems = arr.cast::<*const c_char>();
         for i in 0..len {
             // SAFETY: the array holds `len` C-string pointers.
-            reply.cstring(unsafe { *arr.cast::<*const c_char>().add(i) });
+            reply.cstring(unsafe { elems.wrapping_add(i).read() });
         }
     }
     // SAFETY: `it` is live and released once.

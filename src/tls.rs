@@ -9,7 +9,7 @@
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::ptr::{self, NonNull};
 
-use crate::conn::{MRConn, Tag};
+use crate::conn::{MRConn, Tag, errstr};
 use crate::host::{ConfigString, Gil, Level, hlog};
 use crate::sys::glue::{mrconn_ssl_ctx_options, mrconn_ssl_filetype_pem, mrconn_ssl_verify_peer};
 use crate::sys::hiredis::{REDIS_OK, redisInitiateSSL, redisSSLContextGetError};
@@ -84,7 +84,9 @@ pub fn initiate(conn: NonNull<MRConn>) -> Result<(), ()> {
         Ok(ctx) => ctx,
         Err(code) => {
             // SAFETY: hiredis maps any code to a static string.
-            let why = unsafe { CStr::from_ptr(redisSSLContextGetError(code)) }
+            let text = unsafe { redisSSLContextGetError(code) };
+            // SAFETY: as above: NUL-terminated and static.
+            let why = unsafe { CStr::from_ptr(text) }
                 .to_string_lossy()
                 .into_owned();
             hlog!(
@@ -109,18 +111,13 @@ pub fn initiate(conn: NonNull<MRConn>) -> Result<(), ()> {
         unsafe { SSL_free(ssl) };
         return Err(());
     };
-    // SAFETY: `ac` is live and connected; hiredis takes `ssl` on success.
-    let rc = unsafe { redisInitiateSSL(&raw mut (*ac.as_ptr()).c, ssl.cast()) };
+    // SAFETY: `ac` is live and connected, and ours on the loop thread.
+    let ctx = unsafe { &mut (*ac.as_ptr()).c };
+    // SAFETY: hiredis takes `ssl` on success.
+    let rc = unsafe { redisInitiateSSL(ctx, ssl.cast()) };
     if rc != REDIS_OK as c_int {
-        // SAFETY: `ac` is live; errstr is a NUL-terminated array.
-        let (err, errstr) = unsafe {
-            (
-                (*ac.as_ptr()).c.err,
-                CStr::from_ptr((*ac.as_ptr()).c.errstr.as_ptr()),
-            )
-        };
-        let why = if err != 0 {
-            errstr.to_string_lossy().into_owned()
+        let why = if ctx.err != 0 {
+            errstr(ctx)
         } else {
             "Unknown error".to_owned()
         };
@@ -144,8 +141,10 @@ impl Drop for CtxGuard {
 
 /// A client context for `files`, or the `redisSSLContextError` code.
 fn context(files: &Files) -> Result<NonNull<SSL_CTX>, u32> {
-    // SAFETY: plain OpenSSL constructor calls.
-    let ctx = unsafe { SSL_CTX_new(TLS_client_method()) };
+    // SAFETY: a plain OpenSSL call returning a static method table.
+    let method = unsafe { TLS_client_method() };
+    // SAFETY: `method` is valid.
+    let ctx = unsafe { SSL_CTX_new(method) };
     let guard = CtxGuard(NonNull::new(ctx).ok_or(CTX_CREATE_FAILED)?);
     let pass: Option<&[u8]> = files.pass.as_ref().map(ConfigString::bytes);
     // SAFETY: `ctx` is valid.

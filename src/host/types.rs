@@ -114,9 +114,12 @@ pub struct array_hdr_t {
     pub elem_sz: u16,
 }
 
-/// Every layout the library assumes, for build.rs: (C type, size, fields as
-/// (C name, offset)). `type_` fields are named `type` in C.
-pub fn layouts() -> [(&'static str, usize, &'static [(&'static str, usize)]); 8] {
+/// One C type's layout: its name, size, and fields as (C name, offset).
+pub type Layout = (&'static str, usize, &'static [(&'static str, usize)]);
+
+/// Every layout the library assumes, for build.rs. `type_` fields are named
+/// `type` in C.
+pub fn layouts() -> [Layout; 8] {
     use core::mem::{offset_of, size_of};
     macro_rules! fields {
         ($t:ty: $($f:ident => $c:literal),*) => {
