@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test: Rust (format, lints, unit tests, header freshness), then
+# the C tests against real redis-servers through ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+step "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+step "cargo test (mrconn-core unit tests, header freshness)"
+cargo test --workspace --quiet
+
+step "C tests (ctest)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build -j"$(nproc)"
+(cd build && ctest --output-on-failure)
