@@ -1,17 +1,16 @@
 # Builds the mrconn staticlib with cargo and wraps it so that only its C API
 # is global: mrconn_add_library(<target> HIREDIS_INCLUDE <dir> HOST_INCLUDE <dirs>
 #   [HOST_DEFINES <defs>] [UV_INCLUDE <dir>] [TARGET_DIR <dir>] [PROFILE release|debug]
-#   [RUSTFLAGS <flags>]) defines an IMPORTED static library <target>.
+#   [RUSTFLAGS <flags>] [CFLAGS <flags>]) defines an IMPORTED static library <target>.
 #
 # Used by the standalone build (CMakeLists.txt) and inside RediSearch
 # (cmake/redisearch.cmake): the same sources, the same steps.
 
 set(MRCONN_ROOT "${CMAKE_CURRENT_LIST_DIR}/.." CACHE INTERNAL "")
 find_program(MRCONN_CARGO cargo HINTS "$ENV{HOME}/.cargo/bin" REQUIRED)
-find_program(MRCONN_OBJCOPY NAMES objcopy REQUIRED)
 
 function(mrconn_add_library target)
-  cmake_parse_arguments(A "" "HIREDIS_INCLUDE;UV_INCLUDE;TARGET_DIR;PROFILE;RUSTFLAGS"
+  cmake_parse_arguments(A "" "HIREDIS_INCLUDE;UV_INCLUDE;TARGET_DIR;PROFILE;RUSTFLAGS;CFLAGS"
                         "HOST_INCLUDE;HOST_DEFINES" ${ARGN})
   if(NOT A_PROFILE)
     set(A_PROFILE release)
@@ -40,20 +39,12 @@ function(mrconn_add_library target)
             "MRCONN_HOST_DEFINES=${host_defines}"
             "MRCONN_UV_INCLUDE=${A_UV_INCLUDE}"
             "RUSTFLAGS=${A_RUSTFLAGS}"
+            "CFLAGS=${A_CFLAGS}"
             ${MRCONN_CARGO} build --quiet --lib ${profile_flag} -p mrconn
             --manifest-path "${MRCONN_ROOT}/Cargo.toml" --target-dir "${A_TARGET_DIR}"
-    # One relocatable object with every Rust and glue symbol made local but
-    # the C API: a second Rust staticlib in the same link (RediSearch's own)
-    # then cannot clash with our std, allocator shims or dependencies.
-    COMMAND ${CMAKE_COMMAND} -E make_directory "${out_dir}"
-    COMMAND ${CMAKE_LINKER} -r --whole-archive "${raw}" -o "${out_dir}/mrconn_all.o"
-    COMMAND ${MRCONN_OBJCOPY} --keep-global-symbols=${MRCONN_ROOT}/cmake/exports.txt
-            --strip-unneeded --remove-section=.llvmbc --remove-section=.llvmcmd
-            "${out_dir}/mrconn_all.o" "${out_dir}/mrconn.o"
-    COMMAND ${CMAKE_COMMAND} -E remove -f "${wrapped}"
-    COMMAND ${CMAKE_AR} rcs "${wrapped}" "${out_dir}/mrconn.o"
+    COMMAND "${MRCONN_ROOT}/cmake/wrap_staticlib.sh" "${raw}" "${MRCONN_ROOT}/cmake/exports.txt" "${out_dir}"
     DEPENDS ${rust_sources} "${MRCONN_ROOT}/build.rs" "${MRCONN_ROOT}/Cargo.toml"
-            "${MRCONN_ROOT}/cmake/exports.txt"
+            "${MRCONN_ROOT}/cmake/exports.txt" "${MRCONN_ROOT}/cmake/wrap_staticlib.sh"
     COMMENT "cargo: building mrconn (${target}) and hiding all but its C API"
     VERBATIM)
   add_custom_target(${target}_build DEPENDS "${wrapped}")
