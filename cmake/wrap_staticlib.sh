@@ -20,7 +20,7 @@ readelf -gW "$all" | sed -n 's/^COMDAT group section .*\[\(.*\)\] contains.*/\1/
   | awk '{print $1 " mrconn." $1}' > "$renames"
 
 # Embedded LLVM bitcode would be handed to the linker plugin and misread.
-objcopy --redefine-syms="$renames" --keep-global-symbols="$exports" --strip-unneeded \
+objcopy --redefine-syms="$renames" --keep-global-symbols="$exports" \
   --remove-section=.llvmbc --remove-section=.llvmcmd "$all" "$obj"
 rm -f "$out/libmrconn_c.a" "$all"
 ar rcs "$out/libmrconn_c.a" "$obj"

@@ -1,0 +1,525 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//
+// mrconn benchmarks: one JSON object per line, one line per scenario.
+// Driven through the C ABI as RediSearch drives conn.c: a libuv loop thread
+// owns the manager; commands come from another thread through a uv_async
+// queue; callbacks free their replies. The peers are local redis-servers (and,
+// for the deadline scenario only, the harness's RESP server, which can leave
+// commands unanswered as a real server cannot).
+//
+// Usage: mrconn_bench [scenario ...]   (default: all)
+//        mrconn_bench --callgrind N    (N hot-path sends only, for
+//                                       valgrind --tool=callgrind; see scripts/bench.sh)
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "harness.h"
+#include "mrconn_test_host.h"
+#include "rmr/reply.h"
+
+#define RUNS 5
+
+static uv_loop_t loop;
+static MRConnManager mgr;
+static const char *ids[3] = {"n0", "n1", "n2"};
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+static double median(double *v, int n) {
+  qsort(v, n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static bool pools_connected(void *arg) {
+  int nodes = *(int *)arg;
+  for (int i = 0; i < nodes; i++) {
+    const char *s = MRConnManager_GetNodeState(&mgr, ids[i]);
+    if (!s || strcmp(s, "Connected") != 0) return false;
+  }
+  return true;
+}
+
+static void open_pools(const int *ports, int nodes, int pool) {
+  uv_loop_init(&loop);
+  MRConnManager_Init(&mgr, pool);
+  for (int i = 0; i < nodes; i++) {
+    MREndpoint ep = {.host = "127.0.0.1", .port = ports[i]};
+    MRConnManager_Add(&mgr, &loop, ids[i], &ep);
+  }
+  loop_run_until(&loop, pools_connected, &nodes, 10000);
+  loop_run_for(&loop, 50);  // let the rest of each pool finish connecting
+}
+
+static void close_pools(void) {
+  MRConnManager_Shutdown(&mgr);
+  loop_close_all_handles(&loop);
+  uv_loop_close(&loop);
+}
+
+// ---- completion accounting, shared by all scenarios -------------------------
+
+static uint8_t *seen;   // per request: callbacks received
+static size_t issued, completed, nulls, duplicates;
+
+static void reset_accounting(size_t max) {
+  free(seen);
+  seen = calloc(max, 1);
+  issued = completed = nulls = duplicates = 0;
+}
+
+static void on_reply(redisAsyncContext *ac, void *r, void *priv) {
+  (void)ac;
+  size_t i = (size_t)(uintptr_t)priv;
+  if (seen[i]++) duplicates++;
+  completed++;
+  if (!r) nulls++;
+  MRReply_Free(r);
+}
+
+static size_t lost(void) {
+  size_t n = 0;
+  for (size_t i = 0; i < issued; i++) n += seen[i] == 0;
+  return n;
+}
+
+static bool all_completed(void *arg) { (void)arg; return completed >= issued; }
+
+// Sends request `i` as `cmd` to node `node`; a refused send completes at once.
+static void send_one(MRCommand *cmd, int node, size_t i) {
+  MRConn *c = MRConn_Get(&mgr, ids[node]);
+  if (!c || MRConn_SendCommand(c, cmd, on_reply, (void *)(uintptr_t)i) != REDIS_OK) {
+    on_reply(NULL, NULL, (void *)(uintptr_t)i);
+  }
+}
+
+// ---- hot path -----------------------------------------------------------------
+
+// The measured section, on its own so callgrind can collect exactly it.
+__attribute__((noinline, noclone)) void bench_hot_path_sends(MRCommand *cmd, size_t first, size_t n, int nodes) {
+  for (size_t i = first; i < first + n; i++) send_one(cmd, (int)(i % nodes), i);
+}
+
+static void hot_path(const int *ports, size_t callgrind_sends) {
+  const int nodes = 3, pool = 8, batch = 1000;
+  const size_t total = callgrind_sends ? callgrind_sends : 200000;
+  open_pools(ports, nodes, pool);
+  reset_accounting(total);
+  MRCommand cmd = MR_NewCommand(1, "PING");
+  // Preformat once, as RediSearch's fan-out reuses one formatted command.
+  MRConn *c = MRConn_Get(&mgr, ids[0]);
+  MRConn_SendCommand(c, &cmd, on_reply, (void *)(uintptr_t)0);
+  issued = 1;
+  loop_run_until(&loop, all_completed, NULL, 5000);
+  reset_accounting(total);
+  uint64_t allocs0 = host_alloc_total_count(), send_allocs = 0;
+  double per_batch[512];
+  int nb = 0;
+  while (issued < total) {
+    size_t n = total - issued < (size_t)batch ? total - issued : (size_t)batch;
+    struct timespec a, b;
+    uint64_t before = host_alloc_total_count();
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    bench_hot_path_sends(&cmd, issued, n, nodes);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    send_allocs += host_alloc_total_count() - before;
+    if (nb < 512) per_batch[nb++] = ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / (double)n;
+    issued += n;
+    loop_run_until(&loop, all_completed, NULL, 10000);
+  }
+  double allocs = (double)(host_alloc_total_count() - allocs0) / (double)total;
+  if (!callgrind_sends) {
+    printf("{\"scenario\":\"hot_path\",\"ns_per_send\":%.1f,\"sends\":%zu,\"batches\":%d,\"pool\":%d,\"nodes\":%d,"
+           "\"lost_callbacks\":%zu}\n",
+           median(per_batch, nb), total, nb, pool, nodes, lost());
+    printf("{\"scenario\":\"memory_send\",\"allocs_per_send\":%.2f,\"allocs_per_roundtrip\":%.2f,"
+           "\"note\":\"host-allocator allocations: in MRConn_Get+MRConn_SendCommand (hiredis callback record, "
+           "output buffer growth), and per command including reading and freeing its reply\"}\n",
+           (double)send_allocs / (double)total, allocs);
+  }
+  MRCommand_Free(&cmd);
+  close_pools();
+}
+
+// ---- a submitter thread feeding the loop through uv_async ---------------------
+
+typedef struct {
+  pthread_mutex_t lock;
+  pthread_cond_t room;
+  size_t *queue;  // request ids waiting for the loop
+  size_t head, tail, cap;
+  size_t window;  // max requests in flight
+  volatile size_t outstanding;
+  volatile bool stop;
+  size_t limit;   // stop after this many requests (0: until stop)
+  uv_async_t async;
+  MRCommand *cmd;
+  int nodes;
+  size_t next_node;
+} submitter;
+
+static submitter sub;
+
+static void on_reply_window(redisAsyncContext *ac, void *r, void *priv) {
+  on_reply(ac, r, priv);
+  pthread_mutex_lock(&sub.lock);
+  sub.outstanding--;
+  pthread_cond_signal(&sub.room);
+  pthread_mutex_unlock(&sub.lock);
+}
+
+static void on_async(uv_async_t *h) {
+  (void)h;
+  for (;;) {
+    pthread_mutex_lock(&sub.lock);
+    if (sub.head == sub.tail) {
+      pthread_mutex_unlock(&sub.lock);
+      return;
+    }
+    size_t i = sub.queue[sub.head++ % sub.cap];
+    pthread_mutex_unlock(&sub.lock);
+    int node = (int)(sub.next_node++ % (size_t)sub.nodes);
+    MRConn *c = MRConn_Get(&mgr, ids[node]);
+    if (!c || MRConn_SendCommand(c, sub.cmd, on_reply_window, (void *)(uintptr_t)i) != REDIS_OK) {
+      on_reply_window(NULL, NULL, (void *)(uintptr_t)i);
+    }
+  }
+}
+
+static void *submit_thread(void *arg) {
+  (void)arg;
+  for (size_t i = 0; !sub.stop && (!sub.limit || i < sub.limit); i++) {
+    pthread_mutex_lock(&sub.lock);
+    while (sub.outstanding >= sub.window && !sub.stop) pthread_cond_wait(&sub.room, &sub.lock);
+    if (sub.stop) {
+      pthread_mutex_unlock(&sub.lock);
+      break;
+    }
+    sub.outstanding++;
+    sub.queue[sub.tail++ % sub.cap] = i;
+    issued = i + 1;
+    pthread_mutex_unlock(&sub.lock);
+    uv_async_send(&sub.async);
+  }
+  return NULL;
+}
+
+static pthread_t start_submitter(MRCommand *cmd, int nodes, size_t window, size_t limit) {
+  memset(&sub, 0, sizeof sub);
+  pthread_mutex_init(&sub.lock, NULL);
+  pthread_cond_init(&sub.room, NULL);
+  sub.cap = window + 1;
+  sub.queue = calloc(sub.cap, sizeof *sub.queue);
+  sub.window = window;
+  sub.limit = limit;
+  sub.cmd = cmd;
+  sub.nodes = nodes;
+  uv_async_init(&loop, &sub.async, on_async);
+  pthread_t t;
+  pthread_create(&t, NULL, submit_thread, NULL);
+  return t;
+}
+
+static void stop_submitter(pthread_t t) {
+  pthread_mutex_lock(&sub.lock);
+  sub.stop = true;
+  pthread_cond_broadcast(&sub.room);
+  pthread_mutex_unlock(&sub.lock);
+  pthread_join(t, NULL);
+  loop_run_until(&loop, all_completed, NULL, 15000);
+  uv_close((uv_handle_t *)&sub.async, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  free(sub.queue);
+}
+
+static bool submitter_done(void *arg) {
+  (void)arg;
+  return sub.limit && completed >= sub.limit;
+}
+
+// ---- throughput vs redis-benchmark -------------------------------------------
+
+static double redis_benchmark(int port, int conns, int pipeline, int n) {
+  char cmdline[256];
+  snprintf(cmdline, sizeof cmdline,
+           "redis-benchmark -h 127.0.0.1 -p %d -c %d -P %d -n %d -t ping_mbulk --csv -q 2>/dev/null",
+           port, conns, pipeline, n);
+  FILE *p = popen(cmdline, "r");
+  if (!p) return 0;
+  char line[512];
+  double rps = 0;
+  while (fgets(line, sizeof line, p)) {
+    char *q = strstr(line, "\",\"");
+    if (strstr(line, "PING") && q) rps = atof(q + 3);
+  }
+  pclose(p);
+  return rps;
+}
+
+// The same load with the loop thread refilling the window itself: the
+// library's own cost, without the cross-thread hand-off.
+static MRCommand *refill_cmd;
+static size_t refill_limit;
+static void on_reply_refill(redisAsyncContext *ac, void *r, void *priv) {
+  on_reply(ac, r, priv);
+  if (issued < refill_limit) {
+    size_t i = issued++;
+    MRConn *c = MRConn_Get(&mgr, ids[0]);
+    if (!c || MRConn_SendCommand(c, refill_cmd, on_reply_refill, (void *)(uintptr_t)i) != REDIS_OK) {
+      on_reply(NULL, NULL, (void *)(uintptr_t)i);
+    }
+  }
+}
+
+static double loop_only_throughput(size_t n, size_t window) {
+  reset_accounting(n);
+  MRCommand cmd = MR_NewCommand(1, "PING");
+  refill_cmd = &cmd;
+  refill_limit = n;
+  uint64_t t0 = now_us();
+  for (size_t w = 0; w < window; w++) {
+    size_t i = issued++;
+    MRConn *c = MRConn_Get(&mgr, ids[0]);
+    if (!c || MRConn_SendCommand(c, &cmd, on_reply_refill, (void *)(uintptr_t)i) != REDIS_OK) {
+      on_reply(NULL, NULL, (void *)(uintptr_t)i);
+    }
+  }
+  loop_run_until(&loop, all_completed, NULL, 60000);
+  double rate = completed / ((now_us() - t0) / 1e6);
+  MRCommand_Free(&cmd);
+  return rate;
+}
+
+static void throughput(const int *ports) {
+  const int pool = 8, pipeline = 16;
+  const size_t n = 300000;
+  double ours[RUNS], theirs[RUNS], loop_only[RUNS];
+  for (int r = 0; r < RUNS; r++) {
+    open_pools(ports, 1, pool);
+    loop_only[r] = loop_only_throughput(n, (size_t)pool * pipeline);
+    reset_accounting(n);
+    MRCommand cmd = MR_NewCommand(1, "PING");
+    uint64_t t0 = now_us();
+    pthread_t t = start_submitter(&cmd, 1, (size_t)pool * pipeline, n);
+    loop_run_until(&loop, submitter_done, NULL, 60000);
+    double secs = (now_us() - t0) / 1e6;
+    stop_submitter(t);
+    ours[r] = completed / secs;
+    MRCommand_Free(&cmd);
+    close_pools();
+    theirs[r] = redis_benchmark(ports[0], pool, pipeline, (int)n);
+  }
+  double a = median(ours, RUNS), b = median(theirs, RUNS);
+  double c = median(loop_only, RUNS);
+  printf("{\"scenario\":\"throughput\",\"cmds_per_s\":%.0f,\"redis_benchmark_cmds_per_s\":%.0f,\"ratio\":%.2f,"
+         "\"loop_only_cmds_per_s\":%.0f,\"loop_only_ratio\":%.2f,"
+         "\"pool\":%d,\"window\":%d,\"redis_benchmark_pipeline\":%d,\"runs\":%d}\n",
+         a, b, b > 0 ? a / b : 0, c, b > 0 ? c / b : 0, pool, pool * pipeline, pipeline, RUNS);
+}
+
+// ---- shrink under load ----------------------------------------------------------
+
+static uint64_t last_tick_us, max_gap_us, drained_at_us;
+static void on_tick(uv_timer_t *t) {
+  (void)t;
+  uint64_t now = now_us();
+  if (last_tick_us && now - last_tick_us > max_gap_us) max_gap_us = now - last_tick_us;
+  last_tick_us = now;
+  MRConnDrainStats st;
+  MRConnManager_GetDrainStats(&mgr, &st);
+  if (!drained_at_us && st.draining == 0) drained_at_us = now;
+}
+
+static void shrink_under_load(const int *ports) {
+  const int nodes = 3, per_conn = 10, op_ms = 50;
+  const size_t inflight = (size_t)nodes * 8 * per_conn;
+  double call_us[RUNS], stall_ms[RUNS], drain_ms[RUNS];
+  size_t lost_total = 0, null_total = 0;
+  for (int r = 0; r < RUNS; r++) {
+    open_pools(ports, nodes, 8);
+    reset_accounting(inflight);
+    char secs[16];
+    snprintf(secs, sizeof secs, "%.3f", op_ms / 1000.0);
+    for (size_t i = 0; i < inflight; i++) {
+      char key[32];
+      snprintf(key, sizeof key, "bench:none:%zu", i);
+      MRCommand cmd = MR_NewCommand(3, "BLPOP", key, secs);
+      send_one(&cmd, (int)(i % nodes), i);
+      MRCommand_Free(&cmd);
+    }
+    issued = inflight;
+    loop_run_for(&loop, 5);
+    uv_timer_t tick;
+    uv_timer_init(&loop, &tick);
+    last_tick_us = max_gap_us = drained_at_us = 0;
+    uv_timer_start(&tick, on_tick, 1, 1);
+    uint64_t t0 = now_us();
+    MRConnManager_Shrink(&mgr, 1);
+    call_us[r] = (double)(now_us() - t0);
+    loop_run_until(&loop, all_completed, NULL, 20000);
+    loop_run_for(&loop, 20);
+    uv_timer_stop(&tick);
+    uv_close((uv_handle_t *)&tick, NULL);
+    stall_ms[r] = max_gap_us / 1000.0;
+    drain_ms[r] = drained_at_us ? (drained_at_us - t0) / 1000.0 : -1;
+    lost_total += lost();
+    null_total += nulls;
+    close_pools();
+  }
+  printf("{\"scenario\":\"shrink_under_load\",\"inflight\":%zu,\"shrink_call_us\":%.0f,\"loop_stall_max_ms\":%.2f,"
+         "\"drain_ms\":%.1f,\"op_ms\":%d,\"cmds_per_conn\":%d,\"lost_callbacks\":%zu,\"null_replies\":%zu,"
+         "\"runs\":%d}\n",
+         inflight, median(call_us, RUNS), median(stall_ms, RUNS), median(drain_ms, RUNS), op_ms, per_conn,
+         lost_total, null_total, RUNS);
+}
+
+// ---- drain deadline -----------------------------------------------------------
+
+static uint64_t first_null_us;
+static void on_reply_deadline(redisAsyncContext *ac, void *r, void *priv) {
+  if (!r && !first_null_us) first_null_us = now_us();
+  on_reply(ac, r, priv);
+}
+
+static void drain_deadline(void) {
+  const uint32_t deadline = 200;
+  struct resp_server_opts opts = {.never_reply_to = "BLACKHOLE"};
+  resp_server *srv = resp_server_start(&opts);
+  int port = resp_server_port(srv);
+  double forced_ms[RUNS];
+  size_t lost_total = 0, null_total = 0;
+  MRConnManager_SetDrainTimeout(deadline);
+  for (int r = 0; r < RUNS; r++) {
+    open_pools(&port, 1, 8);
+    reset_accounting(64);
+    MRCommand cmd = MR_NewCommand(1, "BLACKHOLE");
+    for (size_t i = 0; i < 64; i++) {
+      MRConn *c = MRConn_Get(&mgr, ids[0]);
+      if (!c || MRConn_SendCommand(c, &cmd, on_reply_deadline, (void *)(uintptr_t)i) != REDIS_OK) {
+        on_reply(NULL, NULL, (void *)(uintptr_t)i);
+      }
+    }
+    issued = 64;
+    MRCommand_Free(&cmd);
+    loop_run_for(&loop, 10);
+    first_null_us = 0;
+    uint64_t t0 = now_us();
+    MRConnManager_Shrink(&mgr, 1);
+    size_t expected = 64 - 64 / 8;  // the kept connection's commands stay pending
+    loop_run_for(&loop, deadline + 300);
+    forced_ms[r] = first_null_us ? (first_null_us - t0) / 1000.0 : -1;
+    null_total += nulls;
+    lost_total += completed < expected ? expected - completed : 0;
+    close_pools();  // fails the kept connection's commands too
+    lost_total += lost();
+  }
+  MRConnManager_SetDrainTimeout(5000);
+  resp_server_stop(srv);
+  printf("{\"scenario\":\"drain_deadline\",\"deadline_ms\":%u,\"forced_after_ms\":%.1f,\"null_replies\":%zu,"
+         "\"lost_callbacks\":%zu,\"runs\":%d,\"note\":\"NULL replies are the forced surplus connections' "
+         "commands, all runs\"}\n",
+         deadline, median(forced_ms, RUNS), null_total, lost_total, RUNS);
+}
+
+// ---- flap -------------------------------------------------------------------------
+
+static long total_connections(const int *ports, int nodes) {
+  long sum = 0;
+  for (int i = 0; i < nodes; i++) {
+    char out[8192];
+    if (redis_cmd(ports[i], out, sizeof out, "INFO stats") < 0) continue;
+    const char *p = strstr(out, "total_connections_received:");
+    if (p) sum += atol(p + strlen("total_connections_received:"));
+  }
+  return sum;
+}
+
+static int flap_cycle;
+static void on_flap(uv_timer_t *t) {
+  if (flap_cycle % 2 == 0) MRConnManager_Shrink(&mgr, 1);
+  else MRConnManager_Expand(&mgr, 8, &loop);
+  if (++flap_cycle == 40) uv_timer_stop(t);
+}
+
+static bool flap_done(void *arg) { (void)arg; return flap_cycle >= 40; }
+
+static void flap(const int *ports) {
+  const int nodes = 3;
+  open_pools(ports, nodes, 8);
+  reset_accounting(5000000);
+  long conns0 = total_connections(ports, nodes);
+  MRCommand cmd = MR_NewCommand(3, "BLPOP", "bench:flap", "0.01");
+  pthread_t t = start_submitter(&cmd, nodes, 200, 0);
+  uv_timer_t timer;
+  uv_timer_init(&loop, &timer);
+  flap_cycle = 0;
+  uv_timer_start(&timer, on_flap, 25, 25);
+  loop_run_until(&loop, flap_done, NULL, 30000);
+  stop_submitter(t);
+  uv_close((uv_handle_t *)&timer, NULL);
+  long reconnects = total_connections(ports, nodes) - conns0 - nodes;  // minus our INFO clients
+  MRConnDrainStats st;
+  MRConnManager_GetDrainStats(&mgr, &st);
+  printf("{\"scenario\":\"flap\",\"cycles\":%d,\"commands\":%zu,\"reconnects\":%ld,\"reclaimed\":%" PRIu64
+         ",\"lost_callbacks\":%zu,\"duplicate_callbacks\":%zu,\"null_replies\":%zu}\n",
+         flap_cycle / 2, issued, reconnects, st.reclaimed, lost(), duplicates, nulls);
+  MRCommand_Free(&cmd);
+  close_pools();
+}
+
+// ---- memory -------------------------------------------------------------------------
+
+static void memory(const int *ports) {
+  uv_loop_init(&loop);
+  MRConnManager_Init(&mgr, 8);
+  size_t before = host_alloc_live_bytes();
+  MREndpoint ep = {.host = "127.0.0.1", .port = ports[0]};
+  MRConnManager_Add(&mgr, &loop, ids[0], &ep);
+  int one = 1;
+  loop_run_until(&loop, pools_connected, &one, 10000);
+  loop_run_for(&loop, 50);
+  size_t after = host_alloc_live_bytes();
+  printf("{\"scenario\":\"memory\",\"bytes_per_conn\":%zu,\"pool\":8,\"note\":\"live host-allocator bytes per "
+         "Connected connection, hiredis context included\"}\n",
+         (after - before) / 8);
+  close_pools();
+}
+
+int main(int argc, char **argv) {
+  host_init();
+  host_set_enterprise(true);
+  redis_proc nodes[3];
+  int ports[3];
+  for (int i = 0; i < 3; i++) {
+    // hz 100: blocking-command timeouts resolve to 10 ms, so op_ms is what it says.
+    if (redis_start(&nodes[i], "--hz 100") != 0) return 1;
+    ports[i] = nodes[i].port;
+  }
+  if (argc == 3 && strcmp(argv[1], "--callgrind") == 0) {
+    hot_path(ports, strtoul(argv[2], NULL, 10));
+    return 0;
+  }
+  bool all = argc == 1;
+  for (int s = 0; s < 6; s++) {
+    static const char *names[] = {"hot_path", "throughput", "shrink_under_load", "drain_deadline", "flap", "memory"};
+    bool want = all;
+    for (int a = 1; a < argc; a++) want |= strcmp(argv[a], names[s]) == 0;
+    if (!want) continue;
+    switch (s) {
+      case 0: hot_path(ports, 0); break;
+      case 1: throughput(ports); break;
+      case 2: shrink_under_load(ports); break;
+      case 3: drain_deadline(); break;
+      case 4: flap(ports); break;
+      case 5: memory(ports); break;
+    }
+    fflush(stdout);
+  }
+  for (int i = 0; i < 3; i++) redis_stop(&nodes[i]);
+  return 0;
+}
