@@ -413,6 +413,14 @@ pub unsafe extern "C" fn MRConnManager_Disconnect(
         if mgr.disconnect(id) {
             REDIS_OK as c_int
         } else {
+            // Upstream returns REDIS_ERR silently; a log line makes the
+            // caller's mistake visible (RediSearch only disconnects nodes it
+            // added).
+            hlog!(
+                Level::Warning,
+                "MRConnManager_Disconnect: unknown node {}",
+                id.to_string_lossy()
+            );
             REDIS_ERR
         }
     })

@@ -12,7 +12,11 @@ use std::ptr::{self, NonNull};
 use crate::conn::{MRConn, Tag, errstr};
 use crate::host::{ConfigString, Gil, Level, hlog};
 use crate::sys::glue::{mrconn_ssl_ctx_options, mrconn_ssl_filetype_pem, mrconn_ssl_verify_peer};
-use crate::sys::hiredis::{REDIS_OK, redisInitiateSSL, redisSSLContextGetError};
+use crate::sys::hiredis::{
+    REDIS_OK, REDIS_SSL_CTX_CA_CERT_LOAD_FAILED, REDIS_SSL_CTX_CLIENT_CERT_LOAD_FAILED,
+    REDIS_SSL_CTX_CREATE_FAILED, REDIS_SSL_CTX_PRIVATE_KEY_LOAD_FAILED, redisInitiateSSL,
+    redisSSLContextGetError,
+};
 use crate::sys::openssl::{
     SSL_CTX, SSL_CTX_free, SSL_CTX_load_verify_locations, SSL_CTX_new,
     SSL_CTX_set_default_passwd_cb, SSL_CTX_set_default_passwd_cb_userdata, SSL_CTX_set_options,
@@ -20,11 +24,15 @@ use crate::sys::openssl::{
     SSL_new, TLS_client_method,
 };
 
-/// `redisSSLContextError` codes, for the log line.
-const CTX_CREATE_FAILED: u32 = 1;
-const CA_CERT_LOAD_FAILED: u32 = 2;
-const CLIENT_CERT_LOAD_FAILED: u32 = 3;
-const PRIVATE_KEY_LOAD_FAILED: u32 = 4;
+/// `redisSSLContextError` codes, for the log line. Taken from the bindgen'd
+/// hiredis header, not written by hand: the enum has members between these
+/// (CERT_KEY_REQUIRED, CLIENT_DEFAULT_CERT_FAILED), and hand-numbered codes
+/// made `redisSSLContextGetError` print the message of a different failure
+/// (an unreadable key was logged as "Failed to load client certificate").
+const CTX_CREATE_FAILED: u32 = REDIS_SSL_CTX_CREATE_FAILED;
+const CA_CERT_LOAD_FAILED: u32 = REDIS_SSL_CTX_CA_CERT_LOAD_FAILED;
+const CLIENT_CERT_LOAD_FAILED: u32 = REDIS_SSL_CTX_CLIENT_CERT_LOAD_FAILED;
+const PRIVATE_KEY_LOAD_FAILED: u32 = REDIS_SSL_CTX_PRIVATE_KEY_LOAD_FAILED;
 
 struct Files {
     key: ConfigString,
