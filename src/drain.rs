@@ -178,7 +178,7 @@ fn reclaim(drains: &mut Drains, ep: &MREndpoint) -> Option<NonNull<MRConn>> {
         c.state() == mrconn_core::ConnState::Connected
             && unsafe { host::MREndpoint_Equal(c.endpoint(), ep) }
     })?;
-    finish(conn, DrainOutcome::Reclaimed);
+    finish_in(drains, conn, DrainOutcome::Reclaimed);
     Some(conn)
 }
 
@@ -216,7 +216,7 @@ fn begin(drains: &mut Drains, busy: Vec<NonNull<MRConn>>, cause: DrainCause) {
             batch,
             since,
         });
-        c.timer.start(ms, on_deadline);
+        c.timer.start_from_now(ms, on_deadline);
         drains.conns.push(conn);
     }
 }
@@ -247,11 +247,25 @@ extern "C" fn on_deadline(timer: *mut uv_timer_t) {
     let Some(conn) = NonNull::new(unsafe { Timer::owner(timer) }.cast::<MRConn>()) else {
         return;
     };
-    force(conn, "Drain deadline reached");
+    // SAFETY: the timer runs only while its connection is live.
+    let Some(draining) = (unsafe { conn.as_ref() }).draining else {
+        return;
+    };
+    // SAFETY: the registry outlives its draining connections, and nothing
+    // else refers to it while a timer callback runs.
+    stop_draining_by_force(
+        unsafe { &mut *draining.drains.as_ptr() },
+        conn,
+        "Drain deadline reached",
+    );
+    // The registry reference has ended: the NULL-reply callbacks run here
+    // may call back into the manager.
+    MRConn::force_close(conn);
 }
 
-/// Closes a draining connection now, failing its pending callbacks.
-fn force(conn: NonNull<MRConn>, why: &str) {
+/// Ends the drain of `conn` as forced, with a warning; the caller then
+/// closes it by force, failing its pending callbacks.
+fn stop_draining_by_force(drains: &mut Drains, conn: NonNull<MRConn>, why: &str) {
     // SAFETY: draining connections are live.
     let c = unsafe { conn.as_ref() };
     let Some(draining) = c.draining else { return };
@@ -262,29 +276,49 @@ fn force(conn: NonNull<MRConn>, why: &str) {
         Tag(conn),
         draining.since.elapsed().as_millis()
     );
-    finish(conn, DrainOutcome::Forced { failed });
-    MRConn::force_close(conn);
+    finish_in(drains, conn, DrainOutcome::Forced { failed });
 }
 
 /// Shutdown: every draining connection closes by force.
 pub fn force_all(drains: &mut Drains) {
     while let Some(&conn) = drains.conns.last() {
-        force(conn, "Shutdown while draining");
+        stop_draining_by_force(drains, conn, "Shutdown while draining");
+        MRConn::force_close(conn);
     }
 }
 
-/// Ends the drain of `conn`: out of the registry, timer stopped, outcome
-/// booked, and the batch's report logged when it was the last.
+/// Ends the drain of `conn` (see [`finish_in`]) from a hook that holds no
+/// reference to its registry: the read hook and the link-lost hook.
 fn finish(conn: NonNull<MRConn>, outcome: DrainOutcome) {
+    // SAFETY: draining connections are live.
+    let Some(draining) = (unsafe { conn.as_ref() }).draining else {
+        return;
+    };
+    // SAFETY: the registry outlives its draining connections (it forces
+    // them all before it goes), and these hooks run from hiredis callbacks,
+    // when no other reference to it exists.
+    finish_in(unsafe { &mut *draining.drains.as_ptr() }, conn, outcome);
+}
+
+/// Ends the drain of `conn`: out of `drains` (its registry), timer stopped,
+/// outcome booked, and the batch's report logged when it was the last.
+///
+/// Callers that already hold `&mut Drains` (reclaim, shutdown) must pass it
+/// here rather than let the registry be reached through the pointer stored
+/// in the connection: a second `&mut` to the same registry while theirs is
+/// live is undefined behaviour: the optimiser may assume `drains.conns`
+/// unchanged across the removal, and in release builds it did (an
+/// unoptimised build behaved), so `fill` reclaimed the same connection again
+/// and again: pools held one connection several times, and drains that never
+/// ended kept `draining` above zero for good (found by test_drain_churn).
+fn finish_in(drains: &mut Drains, conn: NonNull<MRConn>, outcome: DrainOutcome) {
     // SAFETY: draining connections are live.
     let c = unsafe { &mut *conn.as_ptr() };
     let Some(draining) = c.draining.take() else {
         return;
     };
+    debug_assert_eq!(draining.drains, NonNull::from(&mut *drains));
     c.timer.stop();
-    // SAFETY: the registry outlives its draining connections (it forces
-    // them all before it goes).
-    let drains = unsafe { &mut *draining.drains.as_ptr() };
     drains.conns.retain(|&x| x != conn);
     if let Some(report) = drains.book.close(draining.batch, outcome, Instant::now()) {
         log_report(&report);
@@ -323,7 +357,9 @@ pub fn has_pending(ac: NonNull<redisAsyncContext>) -> bool {
     !ac.replies.head.is_null() || !ac.sub.replies.head.is_null()
 }
 
-/// How many commands on `ac` await their reply.
+/// How many callbacks on `ac` await their reply: the user's commands. A
+/// `HELLO` queued without a callback is not counted; it is answered before
+/// the command queued behind it anyway.
 pub fn pending(ac: NonNull<redisAsyncContext>) -> u64 {
     // SAFETY: callers pass live contexts.
     let ac = unsafe { ac.as_ref() };
@@ -331,9 +367,10 @@ pub fn pending(ac: NonNull<redisAsyncContext>) -> u64 {
     for head in [ac.replies.head, ac.sub.replies.head] {
         let mut cb = head;
         while !cb.is_null() {
-            n += 1;
             // SAFETY: hiredis keeps the list well-formed between its callbacks.
-            cb = unsafe { (*cb).next };
+            let record = unsafe { &*cb };
+            n += u64::from(record.fn_.is_some());
+            cb = record.next;
         }
     }
     n

@@ -16,6 +16,7 @@ use crate::sys::hiredis::{
 use crate::sys::uv::{
     UV_READABLE, UV_WRITABLE, uv_close, uv_handle_t, uv_loop_t, uv_poll_init, uv_poll_start,
     uv_poll_stop, uv_poll_t, uv_timer_init, uv_timer_start, uv_timer_stop, uv_timer_t,
+    uv_update_time,
 };
 
 /// Called after hiredis has handled a read on a live context.
@@ -132,8 +133,8 @@ extern "C" fn on_poll(handle: *mut uv_poll_t, status: c_int, events: c_int) {
     let ac = || unsafe { (*att).ac };
     // On a poll error let hiredis try what it waits for: it finds the error
     // itself and tears the context down.
-    // SAFETY: as above.
     let ev = if status < 0 {
+        // SAFETY: as above.
         unsafe { (*att).events }
     } else {
         events
@@ -229,6 +230,15 @@ impl Timer {
     pub fn start(&mut self, ms: u64, cb: extern "C" fn(*mut uv_timer_t)) {
         // SAFETY: initialised by `init` and not closed (the owner is alive).
         unsafe { uv_timer_start(&raw mut self.handle, Some(cb), ms, 0) };
+    }
+
+    /// Like [`Timer::start`], counting from now rather than from the time
+    /// the loop cached at the start of its iteration (which may be long ago
+    /// when called from a long callback, or before the loop ever ran).
+    pub fn start_from_now(&mut self, ms: u64, cb: extern "C" fn(*mut uv_timer_t)) {
+        // SAFETY: an initialised timer's `loop_` is its live loop.
+        unsafe { uv_update_time(self.handle.loop_) };
+        self.start(ms, cb);
     }
 
     /// Disarms the timer.
