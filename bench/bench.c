@@ -100,8 +100,14 @@ static void send_one(MRCommand *cmd, int node, size_t i) {
 
 // ---- hot path -----------------------------------------------------------------
 
-// The measured section, on its own so callgrind can collect exactly it.
-__attribute__((noinline, noclone)) void bench_hot_path_sends(MRCommand *cmd, size_t first, size_t n, int nodes) {
+// The measured section, on its own so callgrind can collect exactly it
+// (scripts/bench.sh also matches gcc's clones of it, should noclone go).
+#if defined(__GNUC__) && !defined(__clang__)
+#define BENCH_NOCLONE __attribute__((noclone))
+#else
+#define BENCH_NOCLONE
+#endif
+__attribute__((noinline)) BENCH_NOCLONE void bench_hot_path_sends(MRCommand *cmd, size_t first, size_t n, int nodes) {
   for (size_t i = first; i < first + n; i++) send_one(cmd, (int)(i % nodes), i);
 }
 

@@ -6,7 +6,8 @@
 # Used by the standalone build (CMakeLists.txt) and inside RediSearch
 # (cmake/redisearch.cmake): the same sources, the same steps.
 
-set(MRCONN_ROOT "${CMAKE_CURRENT_LIST_DIR}/.." CACHE INTERNAL "")
+get_filename_component(MRCONN_ROOT "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
+set(MRCONN_ROOT "${MRCONN_ROOT}" CACHE INTERNAL "")
 find_program(MRCONN_CARGO cargo HINTS "$ENV{HOME}/.cargo/bin" REQUIRED)
 
 function(mrconn_add_library target)

@@ -31,26 +31,50 @@ function(mrconn_redisearch_hook)
     endif()
   endforeach()
 
-  get_target_property(srcs rmr SOURCES)
-  set(kept "")
-  set(dropped FALSE)
-  foreach(s IN LISTS srcs)
-    if(s MATCHES "(^|/)conn\\.c$")
-      set(dropped TRUE)
-    else()
-      list(APPEND kept "${s}")
+  # conn.c is compiled wherever a coordinator target globs it: `rmr` always,
+  # and at v8.8.0 also `coordinator-core`, whose recursive *.c glob in
+  # src/coord picks up rmr/ too (master filters rmr/ out of it). Drop it from
+  # every target of src/coord and src/coord/rmr.
+  get_target_property(rmr_dir rmr SOURCE_DIR)
+  get_property(coord_targets DIRECTORY "${rs}/src/coord" PROPERTY BUILDSYSTEM_TARGETS)
+  get_property(rmr_targets DIRECTORY "${rmr_dir}" PROPERTY BUILDSYSTEM_TARGETS)
+  set(dropped_from "")
+  foreach(t IN LISTS rmr_targets coord_targets)
+    get_target_property(srcs ${t} SOURCES)
+    if(NOT srcs)
+      continue()
+    endif()
+    set(kept "")
+    set(dropped FALSE)
+    foreach(s IN LISTS srcs)
+      if(s MATCHES "(^|/)rmr/conn\\.c$" OR (t STREQUAL "rmr" AND s STREQUAL "conn.c"))
+        set(dropped TRUE)
+      else()
+        list(APPEND kept "${s}")
+      endif()
+    endforeach()
+    if(dropped)
+      set_property(TARGET ${t} PROPERTY SOURCES ${kept})
+      list(APPEND dropped_from ${t})
     endif()
   endforeach()
-  if(NOT dropped)
+  if(NOT "rmr" IN_LIST dropped_from)
     message(FATAL_ERROR "mrconn: src/coord/rmr/conn.c is not among rmr's sources")
   endif()
-  set_property(TARGET rmr PROPERTY SOURCES ${kept})
 
+  # rmr's include paths are a target property; its definitions
+  # (REDISMODULE_SDK_RLEC, _GNU_SOURCE, REDIS_MODULE_TARGET, set with
+  # add_compile_definitions in src/coord) are a property of its directory.
   get_target_property(includes rmr INCLUDE_DIRECTORIES)
-  get_target_property(defines rmr COMPILE_DEFINITIONS)
-  if(NOT defines)
-    set(defines "")
-  endif()
+  get_target_property(target_defines rmr COMPILE_DEFINITIONS)
+  get_property(dir_defines DIRECTORY "${rmr_dir}" PROPERTY COMPILE_DEFINITIONS)
+  set(defines "")
+  foreach(d IN LISTS target_defines dir_defines)
+    if(d AND NOT d MATCHES "NOTFOUND$" AND NOT d MATCHES "\\$<")
+      list(APPEND defines "${d}")
+    endif()
+  endforeach()
+  list(REMOVE_DUPLICATES defines)
   mrconn_add_library(mrconn_rs
     HIREDIS_INCLUDE "${rs}/deps"
     UV_INCLUDE "${rs}/deps/libuv/include"
@@ -60,6 +84,12 @@ function(mrconn_redisearch_hook)
     TARGET_DIR "${CMAKE_BINARY_DIR}/mrconn-cargo"
     PROFILE ${MRCONN_CARGO_PROFILE})
   target_link_libraries(redisearch-coord PUBLIC mrconn_rs)
+  # glue.c includes the same headers as rmr, so it needs what rmr waits for
+  # (uv_a; on master cheadergen_generate, which writes Rust-generated headers).
+  get_target_property(rmr_deps rmr MANUALLY_ADDED_DEPENDENCIES)
+  if(rmr_deps)
+    add_dependencies(mrconn_rs_build ${rmr_deps})
+  endif()
 
   add_library(mrconn_abi_check OBJECT "${MRCONN_ROOT}/cmake/abi_check.c")
   target_include_directories(mrconn_abi_check PRIVATE ${includes})
@@ -67,7 +97,8 @@ function(mrconn_redisearch_hook)
   target_compile_options(mrconn_abi_check PRIVATE -Werror=incompatible-pointer-types)
   add_dependencies(mrconn_abi_check rmr)
   add_dependencies(redisearch-coord mrconn_abi_check)
-  message(STATUS "mrconn: conn.c replaced by ${MRCONN_ROOT} (cargo profile ${MRCONN_CARGO_PROFILE})")
+  list(JOIN dropped_from ", " dropped_from)
+  message(STATUS "mrconn: conn.c dropped from ${dropped_from}; replaced by ${MRCONN_ROOT} (cargo profile ${MRCONN_CARGO_PROFILE})")
 endfunction()
 
 cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL mrconn_redisearch_hook)

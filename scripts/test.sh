@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: Rust (format, lints, unit tests, header freshness), then
-# the C tests against real redis-servers through ctest.
+# the C tests against real redis-servers through ctest, then the reliability
+# pass (scripts/sanitize.sh: sanitizers, valgrind, soak, fuzzing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -19,3 +20,7 @@ step "C tests (ctest)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build -j"$(nproc)"
 (cd build && ctest --output-on-failure)
+
+# Sanitizers (ASan/UBSan/LSan, valgrind for the Rust code), the soak and a
+# short fuzz run: see the script's header for its knobs.
+scripts/sanitize.sh

@@ -218,7 +218,19 @@ impl MRConn {
             ConnState::Authenticating => send_auth(conn),
             ConnState::Connecting | ConnState::Connected => {}
             ConnState::Freeing => {
-                c.detach();
+                // Upstream only asks hiredis to disconnect, which waits for
+                // every pending reply. Released connections have no user
+                // command pending (the drain sees to that), but one caught
+                // Authenticating still awaits its AUTH reply: its context
+                // would outlive the connection, unowned, with its libuv
+                // handles open past Shutdown (and forever if the reply never
+                // comes). Free such a context now: only our AUTH callback,
+                // which ignores detached contexts, gets a NULL reply.
+                if c.ac.is_some_and(drain::has_pending) {
+                    c.detach_and_free();
+                } else {
+                    c.detach();
+                }
                 c.free();
             }
         }
@@ -261,6 +273,19 @@ impl MRConn {
             // SAFETY: `ac` is live and no longer referenced by us; from
             // inside a hiredis callback hiredis defers the close.
             unsafe { redisAsyncDisconnect(ac.as_ptr()) };
+        }
+    }
+
+    /// Severs the link to the hiredis context and frees it now: pending
+    /// callbacks get a NULL reply (deferred by hiredis until its current
+    /// callback returns, if called from one).
+    fn detach_and_free(&mut self) {
+        self.protocol = 0;
+        if let Some(ac) = self.ac.take() {
+            // SAFETY: `ac` is live; clearing `data` makes our callbacks ignore it.
+            unsafe { (*ac.as_ptr()).data = ptr::null_mut() };
+            // SAFETY: `ac` is live and no longer referenced by us.
+            unsafe { redisAsyncFree(ac.as_ptr()) };
         }
     }
 
@@ -459,7 +484,7 @@ extern "C" fn on_connect(ac: *const redisAsyncContext, status: c_int) {
     MRConn::switch(conn, Event::ConnectSucceeded { tls_ok, needs_auth });
 }
 
-extern "C" fn on_disconnect(ac: *const redisAsyncContext, _status: c_int) {
+extern "C" fn on_disconnect(ac: *const redisAsyncContext, status: c_int) {
     // SAFETY: hiredis passes its live context.
     let Some(conn) = (unsafe { owner(ac) }) else {
         return;
@@ -468,7 +493,33 @@ extern "C" fn on_disconnect(ac: *const redisAsyncContext, _status: c_int) {
     if unsafe { conn.as_ref() }.draining.is_some() {
         drain::on_link_lost(conn);
     } else {
+        // Beyond upstream, which switches silently: a link that broke with
+        // an error (server gone, TLS handshake rejected after the connect
+        // callback) gets a warning, as connect/auth/TLS failures do.
+        if status != REDIS_OK as c_int {
+            // SAFETY: as above.
+            let why = unsafe { context_error(ac) };
+            hlog!(
+                Level::Warning,
+                "{} Disconnected from node: {why}",
+                Tag(conn)
+            );
+        }
         MRConn::switch(conn, Event::Disconnected);
+    }
+}
+
+/// The error text of a context, for a log line.
+///
+/// # Safety
+/// `ac` is a live context.
+unsafe fn context_error(ac: *const redisAsyncContext) -> String {
+    // SAFETY: caller's guarantee.
+    let why = errstr(unsafe { &(*ac).c });
+    if why.is_empty() {
+        "connection closed".to_owned()
+    } else {
+        why
     }
 }
 
@@ -478,6 +529,16 @@ extern "C" fn on_auth(ac: *mut redisAsyncContext, reply: *mut c_void, _privdata:
         // SAFETY: as above.
         let ctx_err = unsafe { (*ac).err } != 0;
         let event = if reply.is_null() || ctx_err {
+            // Beyond upstream, which reconnects silently here: the link broke
+            // under AUTH, e.g. the TLS handshake failed (peer verification
+            // happens after the connect callback); say why.
+            // SAFETY: as above.
+            let why = unsafe { context_error(ac) };
+            hlog!(
+                Level::Warning,
+                "{} Lost the link while authenticating: {why}",
+                Tag(conn)
+            );
             Event::AuthLost
         } else {
             // SAFETY: a non-NULL reply from hiredis.

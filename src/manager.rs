@@ -169,9 +169,14 @@ impl MRConnManager {
         let state = self.state();
         state.teardown = Teardown::Force;
         let state: *mut State = state;
+        // The manager is shut down before its dict goes: the destructors
+        // below fail pending commands, and a callback that calls back into
+        // the manager (MRConn_Get, Add, ...) must find it shut down, not walk
+        // a dict being released (RediSearch's dict frees keys and entries
+        // while its destructors run). The soak (c_tests/soak) calls back so.
+        let map = std::mem::replace(&mut self.map, ptr::null_mut());
         // SAFETY: `map` is live; its destructors force-close every pool.
-        unsafe { RS_dictRelease(self.map) };
-        self.map = ptr::null_mut();
+        unsafe { RS_dictRelease(map) };
         // SAFETY: `state` came from Box::into_raw in `init`; the dict that
         // pointed to it is gone.
         let mut state = unsafe { Box::from_raw(state) };
