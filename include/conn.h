@@ -122,7 +122,9 @@ const char *MRConnManager_GetNodeState(MRConnManager *mgr, const char *id);
 // 1. `c` is NULL or a connection returned by `MRConn_Get` on this loop
 //    thread since the loop last ran.
 // 2. `cmd` is NULL or a valid command: `strs`/`lens` hold `num` arguments,
-//    `cmd` is NULL or an sds it owns.
+//    and `cmd->cmd` is NULL or the sds an earlier `MRConn_SendCommand`
+//    stored there (RediSearch sets it nowhere else). It is queued as is,
+//    unchecked: this is the fan-out hot path.
 // 3. `fn_`, if set, may be called once with `privdata`.
 int MRConn_SendCommand(MRConn *c, MRCommand *cmd, redisCallbackFn fn_, void *privdata);
 
