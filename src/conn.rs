@@ -218,50 +218,25 @@ impl MRConn {
             ConnState::Authenticating => send_auth(conn),
             ConnState::Connecting | ConnState::Connected => {}
             ConnState::Freeing => {
-                // Upstream only asks hiredis to disconnect, which waits for
-                // every pending reply. Released connections have no user
-                // command pending (the drain sees to that), but one caught
-                // Authenticating still awaits its AUTH reply: its context
-                // would outlive the connection, unowned, with its libuv
-                // handles open past Shutdown (and forever if the reply never
-                // comes). Free such a context now: only our AUTH callback,
-                // which ignores detached contexts, gets a NULL reply.
-                if c.ac.is_some_and(drain::has_pending) {
-                    c.detach_and_free();
-                } else {
-                    c.detach();
-                }
+                // Upstream asks hiredis to disconnect, which waits without
+                // bound for every pending reply, and leaves the context
+                // unowned meanwhile (its libuv handles open past Shutdown).
+                // Here the context goes at once: a connection is released
+                // with no user command pending (the drain waits for that)
+                // unless its time is up (deadline, Shutdown), and then those
+                // callbacks get their NULL reply now; an AUTH in flight gets
+                // one too, which our callback ignores.
+                c.detach_and_free();
                 c.free();
             }
         }
     }
 
-    /// Tears the connection down: `Freeing`. With commands pending, hiredis
-    /// delivers their replies before it closes, unbounded; the drain only
-    /// releases connections with nothing pending, or forces them.
+    /// Tears the connection down (`Freeing`): its hiredis context is freed
+    /// at once, and any callback still pending gets a NULL reply, inside this
+    /// call unless hiredis is in a callback of that context (then just after).
     pub fn release(conn: NonNull<MRConn>) {
         MRConn::switch(conn, Event::Released);
-    }
-
-    /// Tears the connection down at once: every pending callback gets a NULL
-    /// reply (inside this call, unless hiredis is in a callback of this
-    /// context, which defers it until that callback returns).
-    pub fn force_close(conn: NonNull<MRConn>) {
-        // SAFETY: callers pass live connections, on the loop thread.
-        let c = unsafe { &mut *conn.as_ptr() };
-        if c.state == ConnState::Freeing {
-            return;
-        }
-        log_switch(conn, ConnState::Freeing);
-        c.state = ConnState::Freeing;
-        c.protocol = 0;
-        if let Some(ac) = c.ac.take() {
-            // SAFETY: `ac` is live; clearing `data` makes our callbacks ignore it.
-            unsafe { (*ac.as_ptr()).data = ptr::null_mut() };
-            // SAFETY: `ac` is live and no longer referenced by us.
-            unsafe { redisAsyncFree(ac.as_ptr()) };
-        }
-        c.free();
     }
 
     /// Severs the link to the hiredis context and asks hiredis to close it.

@@ -260,7 +260,7 @@ extern "C" fn on_deadline(timer: *mut uv_timer_t) {
     );
     // The registry reference has ended: the NULL-reply callbacks run here
     // may call back into the manager.
-    MRConn::force_close(conn);
+    MRConn::release(conn);
 }
 
 /// Ends the drain of `conn` as forced, with a warning; the caller then
@@ -283,7 +283,7 @@ fn stop_draining_by_force(drains: &mut Drains, conn: NonNull<MRConn>, why: &str)
 pub fn force_all(drains: &mut Drains) {
     while let Some(&conn) = drains.conns.last() {
         stop_draining_by_force(drains, conn, "Shutdown while draining");
-        MRConn::force_close(conn);
+        MRConn::release(conn);
     }
 }
 

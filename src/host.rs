@@ -8,7 +8,7 @@
 #[expect(
     non_snake_case,
     dead_code,
-    reason = "RediSearch's C names; the library reads only some fields and uses layouts() in tests"
+    reason = "RediSearch's C names; the library reads only some fields, and layouts() serves build.rs"
 )]
 mod types;
 

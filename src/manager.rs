@@ -65,7 +65,7 @@ extern "C" fn destroy_pool(privdata: *mut c_void, pool: *mut c_void) {
     let state = unsafe { &mut *privdata.cast::<State>() };
     let conns = pool.take_all();
     match state.teardown {
-        Teardown::Force => conns.into_iter().for_each(MRConn::force_close),
+        Teardown::Force => conns.into_iter().for_each(MRConn::release),
         Teardown::Drain(cause) => drain::retire(&mut state.drains, conns, cause, &state.node),
     }
 }
