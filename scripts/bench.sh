@@ -17,11 +17,11 @@ sends=20000
 out=$(mktemp -d)
 valgrind --tool=callgrind --collect-atstart=no --toggle-collect='bench_hot_path_sends*' \
   --callgrind-out-file="$out/callgrind.out" build/mrconn_bench --callgrind $sends >/dev/null 2>"$out/log"
-total=$(callgrind_annotate "$out/callgrind.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+total=$(callgrind_annotate "$out/callgrind.out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !t {gsub(",", "", $1); t = $1} END {print t}')
 printf '{"scenario":"hot_path_callgrind","callgrind_instr_per_send":%s,"sends":%d}\n' \
   "$(awk -v t="$total" -v n="$sends" 'BEGIN {printf "%.0f", t / n}')" "$sends"
 callgrind_annotate --inclusive=no "$out/callgrind.out" 2>/dev/null \
-  | awk '/^-+$/ {n++} n>=3 && NF>1 && $1 ~ /^[0-9,]+$/ {print}' | head -8 > "$out/top.txt"
+  | awk '/^-+$/ {n++} n>=3 && NF>1 && $1 ~ /^[0-9,]+$/ && shown++ < 8 {print}' > "$out/top.txt"
 echo "# hottest functions (self instructions, over $sends sends):" >&2
 sed 's/^/#   /' "$out/top.txt" >&2
 rm -rf "$out"
