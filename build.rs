@@ -175,19 +175,46 @@ fn bind(h: &Headers, out: &Path, file: &str, headers: &[&str], recursive: bool, 
 
 /// Whether the host's `MREndpoint` has `isTls`, asked of the C compiler.
 fn endpoint_has_tls(h: &Headers, out: &Path) -> bool {
-    let probe = out.join("probe_endpoint_tls.c");
-    fs::write(
-        &probe,
-        "#include <stddef.h>\n#include \"rmr/endpoint.h\"\nsize_t mrconn_probe = offsetof(MREndpoint, isTls);\n",
-    )
-    .expect("write probe");
-    // A failure is the answer "no" (v8.8.0), not something to print.
-    h.cc()
-        .cargo_metadata(false)
-        .cargo_warnings(false)
-        .file(&probe)
-        .try_compile("mrconn_probe")
-        .is_ok()
+    let compiles = |field: &str| {
+        let probe = out.join(format!("probe_endpoint_{field}.c"));
+        fs::write(
+            &probe,
+            format!("#include <stddef.h>\n#include \"rmr/endpoint.h\"\nsize_t mrconn_probe = offsetof(MREndpoint, {field});\n"),
+        )
+        .expect("write probe");
+        // A failure is an answer, not something to print.
+        h.cc()
+            .cargo_metadata(false)
+            .cargo_warnings(false)
+            .file(&probe)
+            .try_compile(&format!("mrconn_probe_{field}"))
+            .is_ok()
+    };
+    // The control: when even `port` fails, the headers are unusable, and
+    // "no isTls" would be a wrong answer, not v8.8.0.
+    if !compiles("port") {
+        panic!(
+            "cannot compile against the host's rmr/endpoint.h (include dirs {:?}); see MRCONN_HOST_INCLUDE",
+            h.host
+        );
+    }
+    compiles("isTls")
+}
+
+/// Asks cargo to re-run this script when any header that `glue.c` (and so
+/// the probes and bindings) read changes: a switch of RediSearch tree, or a
+/// header edit, must redo the TLS probe and the layout checks.
+fn track_headers(h: &Headers, depfile: &Path) {
+    let Ok(deps) = fs::read_to_string(depfile) else {
+        return;
+    };
+    let roots: Vec<&PathBuf> = h.include_dirs().collect();
+    for dep in deps.replace("\\\n", " ").split_whitespace().skip(1) {
+        let path = Path::new(dep);
+        if roots.iter().any(|r| path.starts_with(r)) {
+            println!("cargo::rerun-if-changed={dep}");
+        }
+    }
 }
 
 /// One `_Static_assert` per size and field offset of `src/host/types.rs`.
@@ -232,9 +259,14 @@ fn main() {
         println!("cargo::rustc-cfg=mrconn_endpoint_tls");
         glue.define("MRCONN_ENDPOINT_HAS_TLS", None);
     }
+    let depfile = out.join("glue.d");
     glue.include(&out)
+        .flag("-MD")
+        .flag("-MF")
+        .flag(depfile.to_str().expect("OUT_DIR is UTF-8"))
         .file(root.join("src/glue/glue.c"))
         .compile("mrconn_glue");
+    track_headers(&h, &depfile);
 
     bind(
         &h,
@@ -254,8 +286,6 @@ fn main() {
             "redisAsyncSetConnectCallback",
             "redisAsyncSetDisconnectCallback",
             "redisAsyncCommandArgv",
-            "redisAsyncFormattedCommand",
-            "redisAsyncDisconnect",
             "redisAsyncFree",
             "redisAsyncHandleRead",
             "redisAsyncHandleWrite",
@@ -298,7 +328,6 @@ fn main() {
             "uv_timer_start",
             "uv_timer_stop",
             "uv_close",
-            "uv_now",
             "uv_update_time",
             "uv_poll_event",
             "UV_READABLE",

@@ -30,25 +30,26 @@ function(mrconn_add_library target)
   set(raw "${A_TARGET_DIR}/${profile_dir}/libmrconn.a")
   set(out_dir "${CMAKE_CURRENT_BINARY_DIR}/${target}")
   set(wrapped "${out_dir}/libmrconn_c.a")
-  file(GLOB_RECURSE rust_sources CONFIGURE_DEPENDS
-       "${MRCONN_ROOT}/src/*" "${MRCONN_ROOT}/crates/*/src/*.rs")
-  add_custom_command(
-    OUTPUT "${wrapped}"
-    COMMAND ${CMAKE_COMMAND} -E env
-            "MRCONN_HIREDIS_INCLUDE=${A_HIREDIS_INCLUDE}"
-            "MRCONN_HOST_INCLUDE=${host_include}"
-            "MRCONN_HOST_DEFINES=${host_defines}"
-            "MRCONN_UV_INCLUDE=${A_UV_INCLUDE}"
-            "RUSTFLAGS=${A_RUSTFLAGS}"
-            "CFLAGS=${A_CFLAGS}"
+  set(env "MRCONN_HIREDIS_INCLUDE=${A_HIREDIS_INCLUDE}" "MRCONN_HOST_INCLUDE=${host_include}"
+          "MRCONN_HOST_DEFINES=${host_defines}" "MRCONN_UV_INCLUDE=${A_UV_INCLUDE}")
+  # Only when given: otherwise the caller's environment and .cargo config hold.
+  if(A_RUSTFLAGS)
+    list(APPEND env "RUSTFLAGS=${A_RUSTFLAGS}")
+  endif()
+  if(A_CFLAGS)
+    list(APPEND env "CFLAGS=${A_CFLAGS}")
+  endif()
+  # Cargo runs on every build and decides what is stale itself: build.rs
+  # tracks the host headers it compiled against, which CMake does not know.
+  # The wrapping step skips itself when the archive is fresh.
+  add_custom_target(${target}_build
+    COMMAND ${CMAKE_COMMAND} -E env ${env}
             ${MRCONN_CARGO} build --quiet --lib ${profile_flag} -p mrconn
             --manifest-path "${MRCONN_ROOT}/Cargo.toml" --target-dir "${A_TARGET_DIR}"
     COMMAND "${MRCONN_ROOT}/cmake/wrap_staticlib.sh" "${raw}" "${MRCONN_ROOT}/cmake/exports.txt" "${out_dir}"
-    DEPENDS ${rust_sources} "${MRCONN_ROOT}/build.rs" "${MRCONN_ROOT}/Cargo.toml"
-            "${MRCONN_ROOT}/cmake/exports.txt" "${MRCONN_ROOT}/cmake/wrap_staticlib.sh"
-    COMMENT "cargo: building mrconn (${target}) and hiding all but its C API"
+    BYPRODUCTS "${wrapped}"
+    COMMENT "cargo: mrconn (${target}), wrapped to export only its C API"
     VERBATIM)
-  add_custom_target(${target}_build DEPENDS "${wrapped}")
   add_library(${target} STATIC IMPORTED GLOBAL)
   set_target_properties(${target} PROPERTIES IMPORTED_LOCATION "${wrapped}")
   add_dependencies(${target} ${target}_build)

@@ -8,6 +8,10 @@
 set -euo pipefail
 raw=$1 exports=$2 out=$3
 mkdir -p "$out"
+lib="$out/libmrconn_c.a"
+if [ "$lib" -nt "$raw" ] && [ "$lib" -nt "$exports" ] && [ "$lib" -nt "$0" ]; then
+  exit 0
+fi
 all="$out/mrconn_all.o" obj="$out/mrconn.o"
 
 ld -r --whole-archive "$raw" -o "$all"

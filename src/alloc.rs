@@ -12,8 +12,9 @@ use std::ptr;
 
 use crate::host::{RedisModule_Alloc, RedisModule_Calloc, RedisModule_Free, RedisModule_Realloc};
 
-/// What every allocator the host may install (libc malloc, jemalloc) returns.
-const HOST_ALIGN: usize = 16;
+/// The alignment every allocator Redis may use returns: jemalloc and glibc
+/// give 16, but Redis's own size prefix over a plain libc malloc leaves 8.
+const HOST_ALIGN: usize = 8;
 
 struct HostAlloc;
 
@@ -24,8 +25,8 @@ fn over_aligned(layout: Layout, raw: *mut u8) -> *mut u8 {
     }
     let offset = layout.align() - (raw as usize % layout.align());
     let aligned = raw.wrapping_add(offset);
-    // `offset >= align > HOST_ALIGN` bytes precede `aligned` inside the
-    // block, so a pointer-sized, pointer-aligned slot fits just before it.
+    // `offset` is a multiple of HOST_ALIGN (8), so at least 8 bytes precede
+    // `aligned` inside the block: a pointer-sized, pointer-aligned slot.
     let slot = aligned.cast::<*mut u8>().wrapping_sub(1);
     // SAFETY: `slot` is inside the block and aligned.
     unsafe { slot.write(raw) };

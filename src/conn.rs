@@ -11,11 +11,10 @@ use mrconn_core::{BatchId, ConnState, Event, next_state};
 
 use crate::event_loop::{self, Timer};
 use crate::host::{self, Gil, Level, MRCommand, MREndpoint, hlog};
-use crate::sys::glue::mrconn_sdslen;
+use crate::sys::glue::{mrconn_reply_error, mrconn_send_formatted};
 use crate::sys::hiredis::{
     REDIS_CONN_TCP, REDIS_ERR, REDIS_OK, REDIS_OPT_NOAUTOFREEREPLIES, redisAsyncCommandArgv,
-    redisAsyncConnectWithOptions, redisAsyncContext, redisAsyncDisconnect,
-    redisAsyncFormattedCommand, redisAsyncFree, redisAsyncSetConnectCallback,
+    redisAsyncConnectWithOptions, redisAsyncContext, redisAsyncFree, redisAsyncSetConnectCallback,
     redisAsyncSetDisconnectCallback, redisCallbackFn, redisContext, redisFormatSdsCommandArgv,
     redisOptions,
 };
@@ -141,20 +140,20 @@ impl MRConn {
         callback: redisCallbackFn,
         privdata: *mut c_void,
     ) -> c_int {
-        let tag = Tag(NonNull::from(&mut *self));
-        if self.state != ConnState::Connected {
-            hlog!(
-                Level::Warning,
-                "{tag} Tried to send command to node in state {}",
-                self.state.as_str()
-            );
-            return REDIS_ERR;
-        }
-        if self.draining.is_some() {
-            hlog!(
-                Level::Warning,
-                "{tag} Tried to send command to a draining connection"
-            );
+        let tag = Tag(NonNull::from(&*self));
+        if !self.is_ready() {
+            if self.draining.is_some() {
+                hlog!(
+                    Level::Warning,
+                    "{tag} Tried to send command to a draining connection"
+                );
+            } else {
+                hlog!(
+                    Level::Warning,
+                    "{tag} Tried to send command to node in state {}",
+                    self.state.as_str()
+                );
+            }
             return REDIS_ERR;
         }
         let Some(ac) = self.ac else { return REDIS_ERR };
@@ -194,10 +193,10 @@ impl MRConn {
             }
             self.protocol = wanted;
         }
-        // SAFETY: `cmd.cmd` is a valid sds (formatted above or by the caller).
-        let len = unsafe { mrconn_sdslen(cmd.cmd) };
-        // SAFETY: `ac` is this connection's live context; hiredis copies the bytes.
-        unsafe { redisAsyncFormattedCommand(ac.as_ptr(), callback, privdata, cmd.cmd, len) }
+        // SAFETY: `ac` is this connection's live context; `cmd.cmd` is a
+        // valid sds (formatted above or by an earlier send), which hiredis
+        // copies.
+        unsafe { mrconn_send_formatted(ac.as_ptr(), callback, privdata, cmd.cmd) }
     }
 
     fn switch(conn: NonNull<MRConn>, event: Event) {
@@ -219,15 +218,24 @@ impl MRConn {
             ConnState::Connecting | ConnState::Connected => {}
             ConnState::Freeing => {
                 // Upstream asks hiredis to disconnect, which waits without
-                // bound for every pending reply, and leaves the context
+                // bound for every pending reply and leaves the context
                 // unowned meanwhile (its libuv handles open past Shutdown).
                 // Here the context goes at once: a connection is released
                 // with no user command pending (the drain waits for that)
                 // unless its time is up (deadline, Shutdown), and then those
                 // callbacks get their NULL reply now; an AUTH in flight gets
                 // one too, which our callback ignores.
-                c.detach_and_free();
-                c.free();
+                let ac = c.ac.take();
+                c.protocol = 0;
+                if let Some(ac) = ac {
+                    // User callbacks run in here and may call back with
+                    // this connection (it refuses them: Freeing), so no
+                    // reference to it is held across.
+                    free_context(ac);
+                }
+                // SAFETY: the connection lives until its timer's close
+                // callback; the borrow above has ended.
+                unsafe { &mut *conn.as_ptr() }.free();
             }
         }
     }
@@ -239,28 +247,11 @@ impl MRConn {
         MRConn::switch(conn, Event::Released);
     }
 
-    /// Severs the link to the hiredis context and asks hiredis to close it.
+    /// Severs the link to the hiredis context and frees it.
     fn detach(&mut self) {
         self.protocol = 0;
         if let Some(ac) = self.ac.take() {
-            // SAFETY: `ac` is live; clearing `data` makes our callbacks ignore it.
-            unsafe { (*ac.as_ptr()).data = ptr::null_mut() };
-            // SAFETY: `ac` is live and no longer referenced by us; from
-            // inside a hiredis callback hiredis defers the close.
-            unsafe { redisAsyncDisconnect(ac.as_ptr()) };
-        }
-    }
-
-    /// Severs the link to the hiredis context and frees it now: pending
-    /// callbacks get a NULL reply (deferred by hiredis until its current
-    /// callback returns, if called from one).
-    fn detach_and_free(&mut self) {
-        self.protocol = 0;
-        if let Some(ac) = self.ac.take() {
-            // SAFETY: `ac` is live; clearing `data` makes our callbacks ignore it.
-            unsafe { (*ac.as_ptr()).data = ptr::null_mut() };
-            // SAFETY: `ac` is live and no longer referenced by us.
-            unsafe { redisAsyncFree(ac.as_ptr()) };
+            free_context(ac);
         }
     }
 
@@ -271,6 +262,16 @@ impl MRConn {
         unsafe { host::MREndpoint_Free(&mut self.ep) };
         self.timer.close(on_timer_closed);
     }
+}
+
+/// Frees a context we no longer own: its pending callbacks get a NULL reply
+/// (ours ignore it: `data` is cleared first). From inside one of its own
+/// callbacks hiredis defers this until that callback returns.
+fn free_context(ac: NonNull<redisAsyncContext>) {
+    // SAFETY: callers pass a live context they just took from its connection.
+    unsafe { (*ac.as_ptr()).data = ptr::null_mut() };
+    // SAFETY: as above; nothing of ours refers to it any more.
+    unsafe { redisAsyncFree(ac.as_ptr()) };
 }
 
 fn empty_endpoint() -> MREndpoint {
@@ -517,7 +518,7 @@ extern "C" fn on_auth(ac: *mut redisAsyncContext, reply: *mut c_void, _privdata:
             Event::AuthLost
         } else {
             // SAFETY: a non-NULL reply from hiredis.
-            if unsafe { host::MRReply_Type(reply) } == host::REPLY_ERROR {
+            if unsafe { host::MRReply_Type(reply) } == mrconn_reply_error {
                 let mut len = 0usize;
                 // SAFETY: as above; `len` is a valid out pointer.
                 let s = unsafe { host::MRReply_String(reply, &mut len) };

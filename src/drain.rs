@@ -5,7 +5,7 @@
 //! A leaving connection takes no new command from that moment: it is out of
 //! its pool, so `MRConn_Get` cannot return it, and `MRConn_SendCommand`
 //! refuses it. Then:
-//! - with nothing pending (hiredis's reply lists empty) or not Connected
+//! - with no callback pending (none in hiredis's reply lists) or not Connected
 //!   (no user work can be queued on it), it closes at once;
 //! - otherwise it *drains*: after every read the loop checks its reply lists
 //!   and closes it as soon as the last pending reply has reached its
@@ -93,16 +93,17 @@ pub fn shrink(mgr: &mut MRConnManager, num: u32) {
     let (mut pools, state) = mgr.parts();
     pools.for_each(|_, pool| leaving.sort(pool.shrink(num as usize)));
     let drains = &mut state.drains;
+    let deadline = timeout_ms();
     hlog!(
         Level::Notice,
-        "MRConnManager_Shrink: {from} -> {num} connections per node: {} closed idle, {} draining with {} commands pending (deadline {} ms)",
+        "MRConnManager_Shrink: {from} -> {num} connections per node: {} closed idle, {} draining with {} commands pending (deadline {deadline} ms)",
         leaving.closed_idle,
         leaving.busy.len(),
         leaving.pending,
-        timeout_ms()
     );
     begin(
         drains,
+        deadline,
         leaving.busy,
         DrainCause::Shrink {
             from: u32::try_from(from).unwrap_or(0),
@@ -125,30 +126,12 @@ pub fn expand(mgr: &mut MRConnManager, num: u32, loop_: NonNull<uv_loop_t>) {
             );
             return;
         };
-        // SAFETY: pool connections are live; the copy outlives `fill`.
-        let ep = copy_endpoint(unsafe { first.as_ref() }.endpoint());
-        fill(&mut state.drains, pool, num as usize, &ep.0, loop_);
+        // SAFETY: pool connections are live, and the first one stays in
+        // its pool (and alive) while `fill` only appends.
+        let ep = unsafe { first.as_ref() }.endpoint();
+        fill(&mut state.drains, pool, num as usize, ep, loop_);
     });
     mgr.nodeConns = num as i32;
-}
-
-/// An endpoint copy, freed on drop (a pool's first connection may be
-/// reclaimed-around while we use its endpoint).
-struct OwnedEndpoint(MREndpoint);
-
-fn copy_endpoint(ep: &MREndpoint) -> OwnedEndpoint {
-    // SAFETY: an all-NULL endpoint is valid to copy into.
-    let mut copy: MREndpoint = unsafe { std::mem::zeroed() };
-    // SAFETY: `ep` is valid; the copy's strings are freed on drop.
-    unsafe { host::MREndpoint_Copy(&mut copy, ep) };
-    OwnedEndpoint(copy)
-}
-
-impl Drop for OwnedEndpoint {
-    fn drop(&mut self) {
-        // SAFETY: filled by MREndpoint_Copy, freed once.
-        unsafe { host::MREndpoint_Free(&mut self.0) };
-    }
 }
 
 /// Grows `pool` to `num`: first with draining connections to `ep` that are
@@ -171,6 +154,9 @@ pub fn fill(
 }
 
 fn reclaim(drains: &mut Drains, ep: &MREndpoint) -> Option<NonNull<MRConn>> {
+    if drains.conns.is_empty() {
+        return None;
+    }
     let conn = *drains.conns.iter().find(|c| {
         // SAFETY: draining connections are live.
         let c = unsafe { c.as_ref() };
@@ -187,26 +173,26 @@ fn reclaim(drains: &mut Drains, ep: &MREndpoint) -> Option<NonNull<MRConn>> {
 pub fn retire(drains: &mut Drains, conns: Vec<NonNull<MRConn>>, cause: DrainCause, node: &str) {
     let mut leaving = Leaving::default();
     leaving.sort(conns);
+    let deadline = timeout_ms();
     hlog!(
         Level::Notice,
-        "{}: node {node}: {} connections closed idle, {} draining with {} commands pending (deadline {} ms)",
+        "{}: node {node}: {} connections closed idle, {} draining with {} commands pending (deadline {deadline} ms)",
         operation(cause),
         leaving.closed_idle,
         leaving.busy.len(),
         leaving.pending,
-        timeout_ms()
     );
-    begin(drains, leaving.busy, cause);
+    begin(drains, deadline, leaving.busy, cause);
 }
 
-/// Sends `busy` draining as one batch.
-fn begin(drains: &mut Drains, busy: Vec<NonNull<MRConn>>, cause: DrainCause) {
+/// Sends `busy` draining as one batch, each closed by force after
+/// `deadline_ms` at the latest.
+fn begin(drains: &mut Drains, deadline_ms: u32, busy: Vec<NonNull<MRConn>>, cause: DrainCause) {
     if busy.is_empty() {
         return;
     }
     let since = Instant::now();
     let batch = drains.book.open(cause, busy.len() as u64, since);
-    let ms = u64::from(timeout_ms());
     let registry = NonNull::from(&mut *drains);
     for conn in busy {
         // SAFETY: leaving connections are live and owned by us alone now.
@@ -216,7 +202,7 @@ fn begin(drains: &mut Drains, busy: Vec<NonNull<MRConn>>, cause: DrainCause) {
             batch,
             since,
         });
-        c.timer.start_from_now(ms, on_deadline);
+        c.timer.start_from_now(u64::from(deadline_ms), on_deadline);
         drains.conns.push(conn);
     }
 }
@@ -238,7 +224,7 @@ pub fn on_link_lost(conn: NonNull<MRConn>) {
         "{} Link lost while draining: its pending commands failed",
         Tag(conn)
     );
-    finish(conn, DrainOutcome::Broken { failed: 0 });
+    finish(conn, DrainOutcome::Broken);
     MRConn::release(conn);
 }
 
@@ -281,7 +267,7 @@ fn stop_draining_by_force(drains: &mut Drains, conn: NonNull<MRConn>, why: &str)
 
 /// Shutdown: every draining connection closes by force.
 pub fn force_all(drains: &mut Drains) {
-    while let Some(&conn) = drains.conns.last() {
+    for conn in drains.conns.clone() {
         stop_draining_by_force(drains, conn, "Shutdown while draining");
         MRConn::release(conn);
     }
@@ -303,14 +289,9 @@ fn finish(conn: NonNull<MRConn>, outcome: DrainOutcome) {
 /// Ends the drain of `conn`: out of `drains` (its registry), timer stopped,
 /// outcome booked, and the batch's report logged when it was the last.
 ///
-/// Callers that already hold `&mut Drains` (reclaim, shutdown) must pass it
-/// here rather than let the registry be reached through the pointer stored
-/// in the connection: a second `&mut` to the same registry while theirs is
-/// live is undefined behaviour: the optimiser may assume `drains.conns`
-/// unchanged across the removal, and in release builds it did (an
-/// unoptimised build behaved), so `fill` reclaimed the same connection again
-/// and again: pools held one connection several times, and drains that never
-/// ended kept `draining` above zero for good (found by test_drain_churn).
+/// Callers that already hold `&mut Drains` (reclaim, shutdown) pass it here:
+/// reaching the registry through the connection's pointer as well would make
+/// two live `&mut` to it, which the optimiser does exploit.
 fn finish_in(drains: &mut Drains, conn: NonNull<MRConn>, outcome: DrainOutcome) {
     // SAFETY: draining connections are live.
     let c = unsafe { &mut *conn.as_ptr() };
@@ -319,7 +300,9 @@ fn finish_in(drains: &mut Drains, conn: NonNull<MRConn>, outcome: DrainOutcome) 
     };
     debug_assert_eq!(draining.drains, NonNull::from(&mut *drains));
     c.timer.stop();
-    drains.conns.retain(|&x| x != conn);
+    if let Some(at) = drains.conns.iter().position(|&x| x == conn) {
+        drains.conns.swap_remove(at);
+    }
     if let Some(report) = drains.book.close(draining.batch, outcome, Instant::now()) {
         log_report(&report);
     }

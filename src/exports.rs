@@ -9,7 +9,7 @@ use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::{self, NonNull};
 
-use mrconn_core::{ConnState, DrainStats};
+use mrconn_core::DrainStats;
 
 use crate::conn::MRConn;
 use crate::drain;
@@ -46,19 +46,6 @@ pub enum MRConnState {
     MRConn_Connected = 4,
     /// Being freed.
     MRConn_Freeing = 5,
-}
-
-impl From<ConnState> for MRConnState {
-    fn from(s: ConnState) -> Self {
-        match s {
-            ConnState::Connecting => MRConnState::MRConn_Connecting,
-            ConnState::Reconnecting => MRConnState::MRConn_Reconnecting,
-            ConnState::Authenticating => MRConnState::MRConn_Authenticating,
-            ConnState::ReAuth => MRConnState::MRConn_ReAuth,
-            ConnState::Connected => MRConnState::MRConn_Connected,
-            ConnState::Freeing => MRConnState::MRConn_Freeing,
-        }
-    }
 }
 
 /// The RESP version of a connection; the value is `HELLO`'s argument (`conn.h`).
@@ -269,11 +256,13 @@ pub unsafe extern "C" fn MRConn_Get(
         let Some(mgr) = (unsafe { live("MRConn_Get", mgr) }) else {
             return ptr::null_mut();
         };
-        // SAFETY: 2.
-        let Some(id) = (unsafe { node_id("MRConn_Get", id) }) else {
+        // The query path: no strlen of the id, the dict hashes it anyway.
+        let Some(id) = NonNull::new(id.cast_mut()) else {
+            hlog!(Level::Warning, "MRConn_Get: NULL node id");
             return ptr::null_mut();
         };
-        let Some(pool) = mgr.pool(id) else {
+        // SAFETY: 2.: `id` is NUL-terminated.
+        let Some(pool) = (unsafe { mgr.pool(id) }) else {
             return ptr::null_mut();
         };
         // SAFETY: pool connections are live.
@@ -298,11 +287,13 @@ pub unsafe extern "C" fn MRConnManager_GetNodeState(
         let Some(mgr) = (unsafe { live("MRConnManager_GetNodeState", mgr) }) else {
             return ptr::null();
         };
-        // SAFETY: 2.
-        let Some(id) = (unsafe { node_id("MRConnManager_GetNodeState", id) }) else {
+        // The query path: no strlen of the id, the dict hashes it anyway.
+        let Some(id) = NonNull::new(id.cast_mut()) else {
+            hlog!(Level::Warning, "MRConnManager_GetNodeState: NULL node id");
             return ptr::null();
         };
-        let first = mgr.pool(id).and_then(|p| p.first());
+        // SAFETY: 2.: `id` is NUL-terminated.
+        let first = unsafe { mgr.pool(id) }.and_then(|p| p.first());
         first.map_or(ptr::null(), |c| {
             // SAFETY: pool connections are live.
             unsafe { c.as_ref() }.state().as_cstr().as_ptr()
@@ -497,9 +488,26 @@ pub unsafe extern "C" fn MRConnManager_Expand(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn MRConnManager_Shutdown(mgr: Option<NonNull<MRConnManager>>) {
     guard("MRConnManager_Shutdown", (), || {
+        let Some(mgr) = mgr else {
+            hlog!(
+                Level::Warning,
+                "MRConnManager_Shutdown: NULL connection manager"
+            );
+            return;
+        };
+        // The manager lets go of its map first, with no reference to it held
+        // after: the callbacks failed below may call back with `mgr`, and
+        // must find it shut down rather than a dict being released.
         // SAFETY: 1.
-        if let Some(mgr) = unsafe { live("MRConnManager_Shutdown", mgr) } {
-            mgr.shutdown();
+        let field = unsafe { &raw mut (*mgr.as_ptr()).map };
+        // SAFETY: 1.: a valid, aligned field of the caller's manager.
+        let map = unsafe { ptr::replace(field, ptr::null_mut()) };
+        match NonNull::new(map) {
+            Some(map) => MRConnManager::shutdown(map),
+            None => hlog!(
+                Level::Warning,
+                "MRConnManager_Shutdown: connection manager not initialised or already shut down"
+            ),
         }
     })
 }

@@ -13,7 +13,7 @@
 mod types;
 
 use std::ffi::{CStr, CString, c_char, c_int, c_long, c_void};
-use std::ptr::NonNull;
+use std::ptr::{self, NonNull};
 
 pub use types::{MRCommand, MREndpoint, SearchClusterConfig, dict, dictEntry, dictType};
 
@@ -59,7 +59,8 @@ unsafe extern "C" {
     static mut RedisModule_FreeString:
         Option<unsafe extern "C" fn(ctx: *mut RedisModuleCtx, s: *mut RedisModuleString)>;
     static mut RSDummyContext: *mut RedisModuleCtx;
-    static clusterConfig: SearchClusterConfig;
+    /// Written by RediSearch when its config changes (hence `mut`).
+    static mut clusterConfig: SearchClusterConfig;
 
     pub fn RS_dictCreate(type_: *mut dictType, privdata: *mut c_void) -> *mut dict;
     pub fn RS_dictFind(d: *mut dict, key: *const c_void) -> *mut dictEntry;
@@ -100,9 +101,6 @@ unsafe extern "C" {
     #[cfg(not(mrconn_endpoint_tls))]
     fn getRedisConfigNumeric(ctx: *mut RedisModuleCtx, name: *const c_char, default: i64) -> i64;
 }
-
-/// `MRReply_Type` of an error reply.
-pub const REPLY_ERROR: c_int = 6;
 
 /// The levels of `RedisModule_Log` that conn.c uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,9 +151,12 @@ pub(crate) use hlog;
 
 /// The configured connect timeout, `None` when it is {0, 0}.
 pub fn connect_timeout() -> Option<types::timeval> {
-    // SAFETY: `clusterConfig` is a host global that lives for the whole
-    // process; the loop thread only reads it.
-    let tv = unsafe { clusterConfig.connectTimeout };
+    // SAFETY: a host global that lives for the whole process, read by
+    // value as conn.c reads it (RediSearch changes it under the GIL, and a
+    // torn read can only yield an old or new timeout).
+    let config = &raw const clusterConfig;
+    // SAFETY: as above.
+    let tv = unsafe { (*config).connectTimeout };
     (tv.tv_sec != 0 || tv.tv_usec != 0).then_some(tv)
 }
 
@@ -176,20 +177,20 @@ impl Gil {
     }
 
     /// The internal secret of the cluster, copied (it is binary-safe).
-    pub fn internal_secret(&self) -> Vec<u8> {
+    pub fn internal_secret(&self) -> Secret {
         // SAFETY: plain read of a host global set at module load.
         let Some(get) = (unsafe { RedisModule_GetInternalSecret }) else {
-            return Vec::new();
+            return Secret(Vec::new());
         };
         let mut len = 0usize;
         // SAFETY: the lock is held (self exists); `len` is a valid out pointer.
         let p = unsafe { get(self.0, &mut len) };
         if p.is_null() {
-            return Vec::new();
+            return Secret(Vec::new());
         }
         // SAFETY: the host returns `len` readable bytes at `p`, valid while
         // the lock is held, and we copy them before it is released.
-        unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }.to_vec()
+        Secret(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) }.to_vec())
     }
 
     /// A Redis config value, as an owned string; `None` when unset.
@@ -220,6 +221,26 @@ impl Drop for Gil {
         if let Some(unlock) = unsafe { RedisModule_ThreadSafeContextUnlock } {
             // SAFETY: we took this lock in `Gil::lock`.
             unsafe { unlock(self.0) };
+        }
+    }
+}
+
+/// A copy of the internal secret, wiped when dropped.
+pub struct Secret(Vec<u8>);
+
+impl std::ops::Deref for Secret {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        for b in &mut self.0 {
+            // SAFETY: `b` is a valid, exclusive byte; volatile so the wipe
+            // is not optimised away before the free.
+            unsafe { ptr::write_volatile(b, 0) };
         }
     }
 }

@@ -113,14 +113,26 @@ impl MRConnManager {
     }
 
     /// The pool of `id`.
-    pub fn pool(&mut self, id: &CStr) -> Option<&mut NodePool> {
-        self.parts().0.find(id)
+    ///
+    /// # Safety
+    /// `id` is NUL-terminated.
+    pub unsafe fn pool(&mut self, id: NonNull<c_char>) -> Option<&mut NodePool> {
+        // SAFETY: caller's guarantee.
+        unsafe {
+            Pools {
+                map: self.map,
+                _borrow: PhantomData,
+            }
+            .find(id)
+        }
     }
 
     /// `MRConnManager_Add`.
     pub fn add(&mut self, loop_: NonNull<uv_loop_t>, id: &CStr, ep: &MREndpoint) -> bool {
         let node_conns = usize::try_from(self.nodeConns).unwrap_or(0);
-        if let Some(old) = self.pool(id).and_then(|p| p.first()) {
+        // SAFETY: a CStr is NUL-terminated.
+        let old = unsafe { self.pool(NonNull::from(id).cast()) }.and_then(|p| p.first());
+        if let Some(old) = old {
             // SAFETY: pool connections are live.
             let old = unsafe { old.as_ref() };
             // SAFETY: both endpoints are valid.
@@ -163,20 +175,18 @@ impl MRConnManager {
         unsafe { RS_dictDelete(self.map, id.as_ptr().cast()) == 0 }
     }
 
-    /// `MRConnManager_Shutdown`: every connection closes now, pending
-    /// callbacks get NULL, and the map is released.
-    pub fn shutdown(&mut self) {
-        let state = self.state();
-        state.teardown = Teardown::Force;
-        let state: *mut State = state;
-        // The manager is shut down before its dict goes: the destructors
-        // below fail pending commands, and a callback that calls back into
-        // the manager (MRConn_Get, Add, ...) must find it shut down, not walk
-        // a dict being released (RediSearch's dict frees keys and entries
-        // while its destructors run). The soak (c_tests/soak) calls back so.
-        let map = std::mem::replace(&mut self.map, ptr::null_mut());
-        // SAFETY: `map` is live; its destructors force-close every pool.
-        unsafe { RS_dictRelease(map) };
+    /// `MRConnManager_Shutdown` of the map its manager has already let go
+    /// of: every connection closes now, pending callbacks get NULL (and may
+    /// call back into the manager, which finds itself shut down), and the
+    /// map is released.
+    pub fn shutdown(map: NonNull<dict>) {
+        // SAFETY: a live map of ours has our State as privdata.
+        let state = unsafe { (*map.as_ptr()).privdata }.cast::<State>();
+        // SAFETY: as above; the State outlives the dict.
+        unsafe { (*state).teardown = Teardown::Force };
+        // SAFETY: `map` is live and ours; its destructors close every pool
+        // by force.
+        unsafe { RS_dictRelease(map.as_ptr()) };
         // SAFETY: `state` came from Box::into_raw in `init`; the dict that
         // pointed to it is gone.
         let mut state = unsafe { Box::from_raw(state) };
@@ -230,8 +240,11 @@ pub struct Pools<'a> {
 
 impl<'a> Pools<'a> {
     /// The pool of `id`.
-    pub fn find(self, id: &CStr) -> Option<&'a mut NodePool> {
-        // SAFETY: `map` is live; `id` is NUL-terminated.
+    ///
+    /// # Safety
+    /// `id` is NUL-terminated.
+    pub unsafe fn find(self, id: NonNull<c_char>) -> Option<&'a mut NodePool> {
+        // SAFETY: `map` is live; `id` is NUL-terminated (caller's guarantee).
         let entry = unsafe { RS_dictFind(self.map, id.as_ptr().cast()) };
         NonNull::new(entry).map(|e| pool_of(e.as_ptr()))
     }

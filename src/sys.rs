@@ -40,11 +40,21 @@ pub mod openssl {
 
 /// Helpers and constants of `src/glue/glue.c`.
 pub mod glue {
-    use std::ffi::{c_char, c_int};
+    use std::ffi::{c_char, c_int, c_void};
+
+    use super::hiredis::{redisAsyncContext, redisCallbackFn};
 
     unsafe extern "C" {
-        /// `sdslen`, a static inline function in `sds.h`.
-        pub fn mrconn_sdslen(s: *const c_char) -> usize;
+        /// `redisAsyncFormattedCommand` of an sds, with its length from
+        /// `sdslen` (static inline in `sds.h`).
+        pub fn mrconn_send_formatted(
+            ac: *mut redisAsyncContext,
+            callback: redisCallbackFn,
+            privdata: *mut c_void,
+            cmd: *const c_char,
+        ) -> c_int;
+        /// `REDIS_REPLY_ERROR`, the `MRReply_Type` of an error reply.
+        pub safe static mrconn_reply_error: c_int;
         /// `SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3`.
         pub safe static mrconn_ssl_ctx_options: u64;
         /// `SSL_VERIFY_PEER`.

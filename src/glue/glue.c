@@ -28,7 +28,12 @@
 
 #include "mrconn_layout_checks.h"
 
-size_t mrconn_sdslen(const char *s) { return sdslen((sds)s); }
+#include "hiredis/async.h"
+
+// The send of the hot path in one call: sdslen is static inline.
+int mrconn_send_formatted(redisAsyncContext *ac, redisCallbackFn *fn, void *privdata, const char *cmd) {
+  return redisAsyncFormattedCommand(ac, fn, privdata, cmd, sdslen((sds)cmd));
+}
 
 const uint64_t mrconn_ssl_ctx_options = SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3;
 const int mrconn_ssl_verify_peer = SSL_VERIFY_PEER;

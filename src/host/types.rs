@@ -119,7 +119,7 @@ pub type Layout = (&'static str, usize, &'static [(&'static str, usize)]);
 
 /// Every layout the library assumes, for build.rs. `type_` fields are named
 /// `type` in C.
-pub fn layouts() -> [Layout; 8] {
+pub fn layouts() -> [Layout; 9] {
     use core::mem::{offset_of, size_of};
     macro_rules! fields {
         ($t:ty: $($f:ident => $c:literal),*) => {
@@ -170,6 +170,11 @@ pub fn layouts() -> [Layout; 8] {
                 cursorReplyThreshold => "cursorReplyThreshold", coordinatorPoolSize => "coordinatorPoolSize",
                 coordinatorIOThreads => "coordinatorIOThreads",
                 topologyValidationTimeoutMS => "topologyValidationTimeoutMS", connectTimeout => "connectTimeout"),
+        ),
+        (
+            "struct timeval",
+            size_of::<timeval>(),
+            fields!(timeval: tv_sec => "tv_sec", tv_usec => "tv_usec"),
         ),
         (
             "array_hdr_t",

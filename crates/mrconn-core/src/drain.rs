@@ -36,11 +36,9 @@ pub enum DrainOutcome {
         /// Callbacks that received a NULL reply.
         failed: u64,
     },
-    /// The link broke first; `failed` callbacks got NULL from hiredis.
-    Broken {
-        /// Callbacks that received a NULL reply.
-        failed: u64,
-    },
+    /// The link broke first; hiredis failed the pending callbacks with NULL
+    /// before telling us, so their number is not known.
+    Broken,
     /// A pool grew again and took the connection back.
     Reclaimed,
 }
@@ -77,7 +75,7 @@ pub struct BatchReport {
     pub broken: u64,
     /// Connections taken back into a pool.
     pub reclaimed: u64,
-    /// Callbacks failed with NULL, by force or by the broken link.
+    /// Callbacks failed with NULL by force.
     pub failed_callbacks: u64,
 }
 
@@ -143,9 +141,8 @@ impl DrainBook {
                 stats.forced += 1;
                 stats.failed_callbacks += failed;
             }
-            DrainOutcome::Broken { failed } => {
+            DrainOutcome::Broken => {
                 report.broken += 1;
-                report.failed_callbacks += failed;
                 stats.broken += 1;
             }
             DrainOutcome::Reclaimed => {
@@ -207,8 +204,7 @@ mod tests {
             "closed batch"
         );
         assert_eq!(book.open_batches(), 1);
-        book.close(other, DrainOutcome::Broken { failed: 2 }, later)
-            .unwrap();
+        book.close(other, DrainOutcome::Broken, later).unwrap();
         let s = book.stats();
         assert_eq!(
             (
