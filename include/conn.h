@@ -175,7 +175,8 @@ void MRConnManager_Shutdown(MRConnManager *mgr);
 
 // Sets the deadline of drains that start from now on, in milliseconds
 // (default 5000). At the deadline a draining connection is closed by force
-// and its pending callbacks get a NULL reply. 0 fails pending work at once.
+// and its pending callbacks get a NULL reply. 0 fails pending work on the
+// loop's next timer pass.
 // Any thread.
 void MRConnManager_SetDrainTimeout(uint32_t timeoutMS);
 

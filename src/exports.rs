@@ -165,16 +165,14 @@ pub unsafe extern "C" fn MRConnManager_Init(mgr: Option<NonNull<MRConnManager>>,
             );
             return;
         };
-        let size = if nodeConns < 0 {
+        let size = nodeConns.clamp(0, MAX_POOL_SIZE as c_int);
+        if size != nodeConns {
             hlog!(
                 Level::Warning,
-                "MRConnManager_Init: negative pool size {nodeConns}, using 0"
+                "MRConnManager_Init: pool size {nodeConns} out of 0..={MAX_POOL_SIZE}, using {size}"
             );
-            0
-        } else {
-            nodeConns
-        };
-        // SAFETY: 1.; fresh memory, so nothing else refers to it.
+        }
+        // SAFETY: 1.; memory the caller hands over for the call.
         unsafe { &mut *mgr.as_ptr() }.init(size);
     })
 }
@@ -514,7 +512,8 @@ pub unsafe extern "C" fn MRConnManager_Shutdown(mgr: Option<NonNull<MRConnManage
 
 /// Sets the deadline of drains that start from now on, in milliseconds
 /// (default 5000). At the deadline a draining connection is closed by force
-/// and its pending callbacks get a NULL reply. 0 fails pending work at once.
+/// and its pending callbacks get a NULL reply. 0 fails pending work on the
+/// loop's next timer pass.
 /// Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn MRConnManager_SetDrainTimeout(timeoutMS: u32) {
