@@ -34,6 +34,8 @@ pub struct Draining {
     pub batch: BatchId,
     /// When it started draining.
     pub since: Instant,
+    /// Callbacks pending as of the last read.
+    pub pending: u64,
 }
 
 /// A connection: `MRConn` to C, which only ever holds pointers to it.

@@ -63,7 +63,8 @@ impl Drains {
 #[derive(Default)]
 struct Leaving {
     closed_idle: usize,
-    busy: Vec<NonNull<MRConn>>,
+    /// Connections with work pending, and how many callbacks each awaits.
+    busy: Vec<(NonNull<MRConn>, u64)>,
     pending: u64,
 }
 
@@ -79,7 +80,7 @@ impl Leaving {
                 MRConn::release(conn);
                 self.closed_idle += 1;
             } else {
-                self.busy.push(conn);
+                self.busy.push((conn, pending));
                 self.pending += pending;
             }
         }
@@ -187,20 +188,26 @@ pub fn retire(drains: &mut Drains, conns: Vec<NonNull<MRConn>>, cause: DrainCaus
 
 /// Sends `busy` draining as one batch, each closed by force after
 /// `deadline_ms` at the latest.
-fn begin(drains: &mut Drains, deadline_ms: u32, busy: Vec<NonNull<MRConn>>, cause: DrainCause) {
+fn begin(
+    drains: &mut Drains,
+    deadline_ms: u32,
+    busy: Vec<(NonNull<MRConn>, u64)>,
+    cause: DrainCause,
+) {
     if busy.is_empty() {
         return;
     }
     let since = Instant::now();
     let batch = drains.book.open(cause, busy.len() as u64, since);
     let registry = NonNull::from(&mut *drains);
-    for conn in busy {
+    for (conn, pending) in busy {
         // SAFETY: leaving connections are live and owned by us alone now.
         let c = unsafe { &mut *conn.as_ptr() };
         c.draining = Some(Draining {
             drains: registry,
             batch,
             since,
+            pending,
         });
         c.timer.start_from_now(u64::from(deadline_ms), on_deadline);
         drains.conns.push(conn);
@@ -210,6 +217,13 @@ fn begin(drains: &mut Drains, deadline_ms: u32, busy: Vec<NonNull<MRConn>>, caus
 /// After a read on a draining connection: closes it if nothing is pending.
 pub fn on_read(conn: NonNull<MRConn>, ac: NonNull<redisAsyncContext>) {
     if has_pending(ac) {
+        // Kept for a broken link: hiredis fails those callbacks before it
+        // tells us, and a read either delivers replies or finds the break.
+        // SAFETY: draining connections are live; no other reference to
+        // this one exists in the read hook.
+        if let Some(draining) = unsafe { &mut (*conn.as_ptr()).draining } {
+            draining.pending = pending(ac);
+        }
         return;
     }
     finish(conn, DrainOutcome::Graceful);
@@ -219,12 +233,14 @@ pub fn on_read(conn: NonNull<MRConn>, ac: NonNull<redisAsyncContext>) {
 /// The link of a draining connection broke; hiredis has already failed its
 /// pending callbacks with NULL.
 pub fn on_link_lost(conn: NonNull<MRConn>) {
+    // SAFETY: draining connections are live.
+    let failed = unsafe { conn.as_ref() }.draining.map_or(0, |d| d.pending);
     hlog!(
         Level::Warning,
-        "{} Link lost while draining: its pending commands failed",
+        "{} Link lost while draining: {failed} pending commands failed",
         Tag(conn)
     );
-    finish(conn, DrainOutcome::Broken);
+    finish(conn, DrainOutcome::Broken { failed });
     MRConn::release(conn);
 }
 

@@ -36,9 +36,12 @@ pub enum DrainOutcome {
         /// Callbacks that received a NULL reply.
         failed: u64,
     },
-    /// The link broke first; hiredis failed the pending callbacks with NULL
-    /// before telling us, so their number is not known.
-    Broken,
+    /// The link broke first; hiredis failed the `failed` callbacks still
+    /// pending with NULL.
+    Broken {
+        /// Callbacks pending as of the last read, which received NULL.
+        failed: u64,
+    },
     /// A pool grew again and took the connection back.
     Reclaimed,
 }
@@ -75,7 +78,7 @@ pub struct BatchReport {
     pub broken: u64,
     /// Connections taken back into a pool.
     pub reclaimed: u64,
-    /// Callbacks failed with NULL by force.
+    /// Callbacks failed with NULL, by force or by the broken link.
     pub failed_callbacks: u64,
 }
 
@@ -141,8 +144,9 @@ impl DrainBook {
                 stats.forced += 1;
                 stats.failed_callbacks += failed;
             }
-            DrainOutcome::Broken => {
+            DrainOutcome::Broken { failed } => {
                 report.broken += 1;
+                report.failed_callbacks += failed;
                 stats.broken += 1;
             }
             DrainOutcome::Reclaimed => {
@@ -204,7 +208,10 @@ mod tests {
             "closed batch"
         );
         assert_eq!(book.open_batches(), 1);
-        book.close(other, DrainOutcome::Broken, later).unwrap();
+        let report = book
+            .close(other, DrainOutcome::Broken { failed: 2 }, later)
+            .unwrap();
+        assert_eq!(report.failed_callbacks, 2);
         let s = book.stats();
         assert_eq!(
             (
