@@ -26,23 +26,10 @@ use crate::sys::uv::uv_loop_t;
 /// One node's pool: the dict value.
 pub type NodePool = Pool<NonNull<MRConn>>;
 
-/// What the dict's value destructor does with the pool it is given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Teardown {
-    /// Drain its connections, for this reason.
-    Drain(DrainCause),
-    /// Close them now (Shutdown): pending callbacks get NULL.
-    Force,
-}
-
 /// The manager's state beyond the two ABI fields: the dict's `privdata`.
 pub struct State {
     /// Connections that left their pool and are finishing their work.
     pub drains: Drains,
-    /// Set by each operation before it removes or replaces dict entries.
-    teardown: Teardown,
-    /// The node id being changed, for the logs of its teardown.
-    node: String,
 }
 
 static POOL_DICT_TYPE: dictType = dictType {
@@ -54,20 +41,16 @@ static POOL_DICT_TYPE: dictType = dictType {
     valDestructor: Some(destroy_pool),
 };
 
-/// Retires a pool the dict drops (replace, delete, release).
-extern "C" fn destroy_pool(privdata: *mut c_void, pool: *mut c_void) {
+/// Frees a pool the dict drops, closing what it still holds. Add and
+/// Disconnect take the connections out first, to drain them; so connections
+/// reach here only at Shutdown, where they close now.
+extern "C" fn destroy_pool(_privdata: *mut c_void, pool: *mut c_void) {
     if pool.is_null() {
         return;
     }
     // SAFETY: every value of our dicts is a Box<NodePool> made in `add`.
     let mut pool = unsafe { Box::from_raw(pool.cast::<NodePool>()) };
-    // SAFETY: our dicts are created with their manager's State as privdata.
-    let state = unsafe { &mut *privdata.cast::<State>() };
-    let conns = pool.take_all();
-    match state.teardown {
-        Teardown::Force => conns.into_iter().for_each(MRConn::release),
-        Teardown::Drain(cause) => drain::retire(&mut state.drains, conns, cause, &state.node),
-    }
+    pool.take_all().into_iter().for_each(MRConn::release);
 }
 
 impl MRConnManager {
@@ -75,8 +58,6 @@ impl MRConnManager {
     pub fn init(&mut self, node_conns: c_int) {
         let state = Box::into_raw(Box::new(State {
             drains: Drains::default(),
-            teardown: Teardown::Drain(DrainCause::NodeRemoved),
-            node: String::new(),
         }));
         // SAFETY: the type is a static the dict only reads; the state lives
         // until `shutdown` releases the dict.
@@ -130,49 +111,73 @@ impl MRConnManager {
     /// `MRConnManager_Add`.
     pub fn add(&mut self, loop_: NonNull<uv_loop_t>, id: &CStr, ep: &MREndpoint) -> bool {
         let node_conns = usize::try_from(self.nodeConns).unwrap_or(0);
+        let (pools, state) = self.parts();
         // SAFETY: a CStr is NUL-terminated.
-        let old = unsafe { self.pool(NonNull::from(id).cast()) }.and_then(|p| p.first());
-        if let Some(old) = old {
+        let old = unsafe { pools.find(NonNull::from(id).cast()) };
+        if let Some(first) = old.as_ref().and_then(|p| p.first()) {
             // SAFETY: pool connections are live.
-            let old = unsafe { old.as_ref() };
+            let first = unsafe { first.as_ref() };
             // SAFETY: both endpoints are valid.
-            if unsafe { host::MREndpoint_Equal(old.endpoint(), ep) } {
+            if unsafe { host::MREndpoint_Equal(first.endpoint(), ep) } {
                 return false;
             }
             hlog!(
                 Level::Notice,
                 "MRConnManager_Add: Node {} endpoint changed from {}:{} to {}:{}, reconnecting (state: {})",
                 id.to_string_lossy(),
-                old.host(),
-                old.port(),
+                first.host(),
+                first.port(),
                 c_str_lossy(ep.host),
                 ep.port,
-                old.state().as_str()
+                first.state().as_str()
             );
         }
         let mut pool = NodePool::new(Vec::with_capacity(node_conns));
-        drain::fill(&mut self.state().drains, &mut pool, node_conns, ep, loop_);
-        let state = self.state();
-        state.teardown = Teardown::Drain(DrainCause::EndpointChanged);
-        state.node = id.to_string_lossy().into_owned();
-        // SAFETY: `map` is live; the dict copies `id` and owns the pool from now on.
-        unsafe {
-            RS_dictReplace(
-                self.map,
-                id.as_ptr().cast_mut().cast(),
-                Box::into_raw(Box::new(pool)).cast(),
-            )
-        };
+        drain::fill(&mut state.drains, &mut pool, node_conns, ep, loop_);
+        match old {
+            // The entry stays; its old connections drain.
+            Some(old) => {
+                let leaving = std::mem::replace(old, pool).take_all();
+                let node = id.to_string_lossy();
+                drain::retire(
+                    &mut state.drains,
+                    leaving,
+                    DrainCause::EndpointChanged,
+                    &node,
+                );
+            }
+            // SAFETY: `map` is live; the dict copies `id` and owns the pool from now on.
+            None => unsafe {
+                RS_dictReplace(
+                    self.map,
+                    id.as_ptr().cast_mut().cast(),
+                    Box::into_raw(Box::new(pool)).cast(),
+                );
+            },
+        }
         true
     }
 
-    /// `MRConnManager_Disconnect`: whether `id` had a pool.
+    /// `MRConnManager_Disconnect`: whether `id` had a pool. Its connections
+    /// drain.
     pub fn disconnect(&mut self, id: &CStr) -> bool {
-        let state = self.state();
-        state.teardown = Teardown::Drain(DrainCause::NodeRemoved);
-        state.node = id.to_string_lossy().into_owned();
-        // SAFETY: `map` is live; `id` is NUL-terminated.
-        unsafe { RS_dictDelete(self.map, id.as_ptr().cast()) == 0 }
+        let map = self.map;
+        let (pools, state) = self.parts();
+        // SAFETY: a CStr is NUL-terminated.
+        let Some(pool) = (unsafe { pools.find(NonNull::from(id).cast()) }) else {
+            return false;
+        };
+        let leaving = pool.take_all();
+        // SAFETY: `map` is live; `id` is NUL-terminated. The destructor frees
+        // the now empty pool.
+        unsafe { RS_dictDelete(map, id.as_ptr().cast()) };
+        drain::retire(
+            &mut state.drains,
+            leaving,
+            DrainCause::NodeRemoved,
+            &id.to_string_lossy(),
+        );
+        true
     }
 
     /// `MRConnManager_Shutdown` of the map its manager has already let go
@@ -182,8 +187,6 @@ impl MRConnManager {
     pub fn shutdown(map: NonNull<dict>) {
         // SAFETY: a live map of ours has our State as privdata.
         let state = unsafe { (*map.as_ptr()).privdata }.cast::<State>();
-        // SAFETY: as above; the State outlives the dict.
-        unsafe { (*state).teardown = Teardown::Force };
         // SAFETY: `map` is live and ours; its destructors close every pool
         // by force.
         unsafe { RS_dictRelease(map.as_ptr()) };
