@@ -118,11 +118,7 @@ impl MRConn {
 
     /// The host part of its endpoint, for logs.
     pub fn host(&self) -> std::borrow::Cow<'_, str> {
-        if self.ep.host.is_null() {
-            return "(null)".into();
-        }
-        // SAFETY: a non-NULL host is a NUL-terminated string owned by `ep`.
-        unsafe { CStr::from_ptr(self.ep.host) }.to_string_lossy()
+        self.ep.host_str()
     }
 
     /// Its port.

@@ -17,6 +17,18 @@ use std::ptr::{self, NonNull};
 
 pub use types::{MRCommand, MREndpoint, SearchClusterConfig, dict, dictEntry, dictType};
 
+impl MREndpoint {
+    /// The host, for log lines.
+    pub fn host_str(&self) -> std::borrow::Cow<'_, str> {
+        if self.host.is_null() {
+            return "(null)".into();
+        }
+        // SAFETY: an endpoint's non-NULL strings are NUL-terminated and live
+        // as long as it does (the host's MREndpoint invariant).
+        unsafe { CStr::from_ptr(self.host) }.to_string_lossy()
+    }
+}
+
 /// `RedisModuleCtx`, opaque.
 #[repr(C)]
 pub struct RedisModuleCtx {

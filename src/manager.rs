@@ -127,7 +127,7 @@ impl MRConnManager {
                 id.to_string_lossy(),
                 first.host(),
                 first.port(),
-                c_str_lossy(ep.host),
+                ep.host_str(),
                 ep.port,
                 first.state().as_str()
             );
@@ -332,13 +332,4 @@ pub unsafe fn reply_state(states: NonNull<dict>, reply: &Reply) {
     }
     // SAFETY: `it` is live and released once.
     unsafe { RS_dictReleaseIterator(it) };
-}
-
-/// A C string for a log line.
-pub fn c_str_lossy(s: *const c_char) -> String {
-    if s.is_null() {
-        return "(null)".to_owned();
-    }
-    // SAFETY: callers pass NUL-terminated strings.
-    unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
 }
