@@ -168,15 +168,12 @@ impl MRConnManager {
             return false;
         };
         let leaving = pool.take_all();
+        // `id` may be the dict's own key, which the delete frees.
+        let node = id.to_string_lossy().into_owned();
         // SAFETY: `map` is live; `id` is NUL-terminated. The destructor frees
-        // the now empty pool.
+        // the now empty pool, and the key.
         unsafe { RS_dictDelete(map, id.as_ptr().cast()) };
-        drain::retire(
-            &mut state.drains,
-            leaving,
-            DrainCause::NodeRemoved,
-            &id.to_string_lossy(),
-        );
+        drain::retire(&mut state.drains, leaving, DrainCause::NodeRemoved, &node);
         true
     }
 
