@@ -296,6 +296,9 @@ fn main() {
             "REDIS_ERR",
             "REDIS_OPT_NOAUTOFREEREPLIES",
             "REDIS_CONN_TCP",
+            "REDIS_DISCONNECTING",
+            "REDIS_IN_CALLBACK",
+            "REDIS_SUBSCRIBED",
         ],
     );
     bind(

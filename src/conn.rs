@@ -19,7 +19,7 @@ use crate::sys::hiredis::{
     redisOptions,
 };
 use crate::sys::uv::{uv_handle_t, uv_loop_t, uv_timer_t};
-use crate::{drain, tls};
+use crate::{drain, pending, tls};
 
 const RECONNECT_MS: u64 = 250;
 const REAUTH_MS: u64 = 1000;
@@ -36,6 +36,8 @@ pub struct Draining {
     pub since: Instant,
     /// Callbacks pending as of the last read.
     pub pending: u64,
+    /// Its deadline, if it has one.
+    pub deadline_ms: Option<u32>,
 }
 
 /// A connection: `MRConn` to C, which only ever holds pointers to it.
@@ -50,6 +52,9 @@ pub struct MRConn {
     loop_: NonNull<uv_loop_t>,
     /// Back-off while Reconnecting/ReAuth, drain deadline while draining.
     pub(crate) timer: Timer,
+    /// Set once a warning of mrconn's own (one conn.c does not log) has
+    /// reported the current outage; cleared on reaching Connected.
+    warned: bool,
 }
 
 /// Shorthand for the `[ptr host:port State]` prefix of every log line.
@@ -85,6 +90,7 @@ impl MRConn {
             ep: empty_endpoint(),
             loop_,
             timer: Timer::new(),
+            warned: false,
         }));
         // SAFETY: `conn` is a fresh, valid allocation.
         let c = unsafe { &mut *conn };
@@ -198,6 +204,14 @@ impl MRConn {
     }
 
     fn switch(conn: NonNull<MRConn>, event: Event) {
+        // Only a release frees a connection with callbacks pending; this
+        // text never reaches one.
+        MRConn::transition(conn, event, "connection closed");
+    }
+
+    /// Moves `conn` on `event`; if that frees it, `why` ends the error reply
+    /// of every callback still pending.
+    fn transition(conn: NonNull<MRConn>, event: Event, why: &str) {
         // SAFETY: callers pass live connections, on the loop thread.
         let c = unsafe { &mut *conn.as_ptr() };
         if c.state == ConnState::Freeing {
@@ -213,43 +227,73 @@ impl MRConn {
             }
             ConnState::ReAuth => c.timer.start(REAUTH_MS, on_reauth_timer),
             ConnState::Authenticating => send_auth(conn),
-            ConnState::Connecting | ConnState::Connected => {}
-            ConnState::Freeing => {
-                // Upstream asks hiredis to disconnect, which waits without
-                // bound for every pending reply and leaves the context
-                // unowned meanwhile (its libuv handles open past Shutdown).
-                // Here the context goes at once: a connection is released
-                // with no user command pending (the drain waits for that)
-                // unless its time is up (deadline, Shutdown), and then those
-                // callbacks get their NULL reply now; an AUTH in flight gets
-                // one too, which our callback ignores.
-                let ac = c.ac.take();
-                c.protocol = 0;
-                if let Some(ac) = ac {
-                    // User callbacks run in here and may call back with
-                    // this connection (it refuses them: Freeing), so no
-                    // reference to it is held across.
-                    free_context(ac);
-                }
-                // SAFETY: the connection lives until its timer's close
-                // callback; the borrow above has ended.
-                unsafe { &mut *conn.as_ptr() }.free();
-            }
+            ConnState::Connecting => {}
+            ConnState::Connected => c.warned = false,
+            ConnState::Freeing => MRConn::teardown(conn, why),
         }
     }
 
-    /// Tears the connection down (`Freeing`): its hiredis context is freed
-    /// at once, and any callback still pending gets a NULL reply, inside this
-    /// call unless hiredis is in a callback of that context (then just after).
-    pub fn release(conn: NonNull<MRConn>) {
-        MRConn::switch(conn, Event::Released);
+    /// Frees a connection now in `Freeing`. Upstream asks hiredis to
+    /// disconnect, which waits without bound for every pending reply and
+    /// leaves the context unowned meanwhile (its libuv handles open past
+    /// Shutdown). Here the context goes at once: a drain releases its
+    /// connection only once nothing is pending, or when its time is up
+    /// (deadline, Shutdown), and then every callback still pending gets an
+    /// error reply naming `why`, which RediSearch shows the client. A NULL
+    /// reply would read as "shard gone" and silently shrink the result.
+    fn teardown(conn: NonNull<MRConn>, why: &str) {
+        // SAFETY: callers pass live connections, on the loop thread.
+        let c = unsafe { &mut *conn.as_ptr() };
+        if c.draining.is_some() {
+            // Only a broken link frees a draining connection before its
+            // drain ends; end it here, so none outlives its connection.
+            drain::on_link_lost(conn);
+        }
+        // SAFETY: as above; `on_link_lost` holds no reference to it.
+        let c = unsafe { &mut *conn.as_ptr() };
+        c.protocol = 0;
+        let ac = c.ac.take();
+        if let Some(ac) = ac {
+            // SAFETY: `ac` is this connection's live context.
+            let text = (unsafe { pending::callbacks(ac) } > 0)
+                .then(|| format!("ERR connection to {}:{} closed: {why}", c.host(), c.port()));
+            // User callbacks run in here and may call back with this
+            // connection (it refuses them: Freeing), so no reference to it
+            // is held across.
+            free_context(ac, text.as_deref());
+        }
+        // SAFETY: the connection lives until its timer's close callback; the
+        // borrows above have ended.
+        unsafe { &mut *conn.as_ptr() }.free();
     }
 
-    /// Severs the link to the hiredis context and frees it.
+    /// Tears the connection down (`Freeing`): its hiredis context is freed
+    /// at once, and every callback still pending gets an error reply ending
+    /// in `why` ("ERR connection to host:port closed: <why>"), inside this
+    /// call.
+    pub fn release(conn: NonNull<MRConn>, why: &str) {
+        MRConn::transition(conn, Event::Released, why);
+    }
+
+    /// Severs the link to a context that failed (the link broke, or never
+    /// came up) and frees it: as in hiredis and conn.c, whatever was pending
+    /// gets NULL, the shard being gone.
     fn detach(&mut self) {
         self.protocol = 0;
         if let Some(ac) = self.ac.take() {
-            free_context(ac);
+            free_context(ac, None);
+        }
+    }
+
+    /// Logs one of mrconn's own warnings about the link, once per outage:
+    /// conn.c is silent there, and a connection that keeps failing retries
+    /// every 250 ms.
+    fn warn_once(conn: NonNull<MRConn>, what: &str) {
+        // SAFETY: callers pass live connections, on the loop thread.
+        let c = unsafe { &mut *conn.as_ptr() };
+        if !c.warned {
+            c.warned = true;
+            hlog!(Level::Warning, "{} {what}", Tag(conn));
         }
     }
 
@@ -262,12 +306,18 @@ impl MRConn {
     }
 }
 
-/// Frees a context we no longer own: its pending callbacks get a NULL reply
-/// (ours ignore it: `data` is cleared first). From inside one of its own
-/// callbacks hiredis defers this until that callback returns.
-fn free_context(ac: NonNull<redisAsyncContext>) {
+/// Frees a context we no longer own (`data` is cleared first, so our own
+/// callbacks ignore it). With `error`, every pending callback first gets an
+/// error reply of that text; hiredis then fails nothing. Without, hiredis
+/// gives them NULL. From inside one of the context's own callbacks hiredis
+/// defers the free until that callback returns.
+fn free_context(ac: NonNull<redisAsyncContext>, error: Option<&str>) {
     // SAFETY: callers pass a live context they just took from its connection.
     unsafe { (*ac.as_ptr()).data = ptr::null_mut() };
+    if let Some(text) = error {
+        // SAFETY: as above; it is freed right below.
+        unsafe { pending::fail_all(ac, text) };
+    }
     // SAFETY: as above; nothing of ours refers to it any more.
     unsafe { redisAsyncFree(ac.as_ptr()) };
 }
@@ -436,12 +486,9 @@ fn send_auth(conn: NonNull<MRConn>) {
 
 extern "C" fn on_connect(ac: *const redisAsyncContext, status: c_int) {
     // SAFETY: hiredis passes its live context.
+    // A context is freed as soon as it is detached, so it always has an owner
+    // here; a callback on an ownerless one has nothing to do.
     let Some(conn) = (unsafe { owner(ac) }) else {
-        if status == REDIS_OK as c_int {
-            // Detached while connecting: no disconnect callback will follow.
-            // SAFETY: the context is live and nobody else references it.
-            unsafe { redisAsyncFree(ac.cast_mut()) };
-        }
         return;
     };
     if status != REDIS_OK as c_int {
@@ -463,24 +510,17 @@ extern "C" fn on_disconnect(ac: *const redisAsyncContext, status: c_int) {
     let Some(conn) = (unsafe { owner(ac) }) else {
         return;
     };
+    // Beyond upstream, which switches silently: a link that broke with an
+    // error (server gone, TLS handshake rejected after the connect callback)
+    // gets a warning, once per outage. A draining connection reports its
+    // broken link in its drain's terms instead.
     // SAFETY: `conn` is live.
-    if unsafe { conn.as_ref() }.draining.is_some() {
-        drain::on_link_lost(conn);
-    } else {
-        // Beyond upstream, which switches silently: a link that broke with
-        // an error (server gone, TLS handshake rejected after the connect
-        // callback) gets a warning, as connect/auth/TLS failures do.
-        if status != REDIS_OK as c_int {
-            // SAFETY: as above.
-            let why = unsafe { context_error(ac) };
-            hlog!(
-                Level::Warning,
-                "{} Disconnected from node: {why}",
-                Tag(conn)
-            );
-        }
-        MRConn::switch(conn, Event::Disconnected);
+    if status != REDIS_OK as c_int && unsafe { conn.as_ref() }.draining.is_none() {
+        // SAFETY: as above.
+        let why = unsafe { context_error(ac) };
+        MRConn::warn_once(conn, &format!("Disconnected from node: {why}"));
     }
+    MRConn::switch(conn, Event::Disconnected);
 }
 
 /// The error text of a context, for a log line.
@@ -508,11 +548,7 @@ extern "C" fn on_auth(ac: *mut redisAsyncContext, reply: *mut c_void, _privdata:
             // happens after the connect callback); say why.
             // SAFETY: as above.
             let why = unsafe { context_error(ac) };
-            hlog!(
-                Level::Warning,
-                "{} Lost the link while authenticating: {why}",
-                Tag(conn)
-            );
+            MRConn::warn_once(conn, &format!("Lost the link while authenticating: {why}"));
             Event::AuthLost
         } else {
             // SAFETY: a non-NULL reply from hiredis.

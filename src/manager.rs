@@ -41,16 +41,16 @@ static POOL_DICT_TYPE: dictType = dictType {
     valDestructor: Some(destroy_pool),
 };
 
-/// Frees a pool the dict drops, closing what it still holds. Add and
-/// Disconnect take the connections out first, to drain them; so connections
-/// reach here only at Shutdown, where they close now.
+/// Frees a pool the dict drops. It is empty: Disconnect and Shutdown take
+/// the connections out first, so that none closes (and runs callbacks that
+/// may call back into the manager) while the dict is changing.
 extern "C" fn destroy_pool(_privdata: *mut c_void, pool: *mut c_void) {
     if pool.is_null() {
         return;
     }
     // SAFETY: every value of our dicts is a Box<NodePool> made in `add`.
-    let mut pool = unsafe { Box::from_raw(pool.cast::<NodePool>()) };
-    pool.take_all().into_iter().for_each(MRConn::release);
+    let pool = unsafe { Box::from_raw(pool.cast::<NodePool>()) };
+    debug_assert!(pool.is_empty(), "a pool reached the dict's destructor");
 }
 
 impl MRConnManager {
@@ -134,27 +134,22 @@ impl MRConnManager {
         }
         let mut pool = NodePool::new(Vec::with_capacity(node_conns));
         drain::fill(&mut state.drains, &mut pool, node_conns, ep, loop_);
-        match old {
-            // The entry stays; its old connections drain.
-            Some(old) => {
-                let leaving = std::mem::replace(old, pool).take_all();
-                let node = id.to_string_lossy();
-                drain::retire(
-                    &mut state.drains,
-                    leaving,
-                    DrainCause::EndpointChanged,
-                    &node,
-                );
-            }
+        let Some(old) = old else {
             // SAFETY: `map` is live; the dict copies `id` and owns the pool from now on.
-            None => unsafe {
+            unsafe {
                 RS_dictReplace(
                     self.map,
                     id.as_ptr().cast_mut().cast(),
                     Box::into_raw(Box::new(pool)).cast(),
-                );
-            },
-        }
+                )
+            };
+            return true;
+        };
+        // The entry (and `id`, which may be its key) stays; the old
+        // connections drain.
+        let leaving = std::mem::replace(old, pool).take_all();
+        let node = id.to_string_lossy().into_owned();
+        drain::retire(self, leaving, DrainCause::EndpointChanged, &node);
         true
     }
 
@@ -162,9 +157,8 @@ impl MRConnManager {
     /// drain.
     pub fn disconnect(&mut self, id: &CStr) -> bool {
         let map = self.map;
-        let (pools, state) = self.parts();
         // SAFETY: a CStr is NUL-terminated.
-        let Some(pool) = (unsafe { pools.find(NonNull::from(id).cast()) }) else {
+        let Some(pool) = (unsafe { self.pool(NonNull::from(id).cast()) }) else {
             return false;
         };
         let leaving = pool.take_all();
@@ -173,24 +167,33 @@ impl MRConnManager {
         // SAFETY: `map` is live; `id` is NUL-terminated. The destructor frees
         // the now empty pool, and the key.
         unsafe { RS_dictDelete(map, id.as_ptr().cast()) };
-        drain::retire(&mut state.drains, leaving, DrainCause::NodeRemoved, &node);
+        drain::retire(self, leaving, DrainCause::NodeRemoved, &node);
         true
     }
 
     /// `MRConnManager_Shutdown` of the map its manager has already let go
-    /// of: every connection closes now, pending callbacks get NULL (and may
-    /// call back into the manager, which finds itself shut down), and the
-    /// map is released.
+    /// of: the map is released, then every connection closes now, pending
+    /// callbacks getting an error reply (they may call back into the
+    /// manager, which finds itself shut down).
     pub fn shutdown(map: NonNull<dict>) {
+        let mut conns = Vec::new();
+        Pools {
+            map: map.as_ptr(),
+            _borrow: PhantomData,
+        }
+        .for_each(|_, pool| conns.extend(pool.take_all()));
         // SAFETY: a live map of ours has our State as privdata.
         let state = unsafe { (*map.as_ptr()).privdata }.cast::<State>();
-        // SAFETY: `map` is live and ours; its destructors close every pool
-        // by force.
+        // SAFETY: `map` is live and ours; its pools are empty now.
         unsafe { RS_dictRelease(map.as_ptr()) };
         // SAFETY: `state` came from Box::into_raw in `init`; the dict that
         // pointed to it is gone.
         let mut state = unsafe { Box::from_raw(state) };
-        drain::force_all(&mut state.drains);
+        conns.extend(drain::force_all(&mut state.drains));
+        drop(state);
+        for conn in conns {
+            MRConn::release(conn, "connection manager shut down");
+        }
     }
 
     /// `MRConnManager_FillStateDict`.
