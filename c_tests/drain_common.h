@@ -208,6 +208,19 @@ typedef struct {
   uint64_t value;
 } dc_stat_arg;
 
+static inline bool dc_nothing_queued(void *arg) {
+  MRConnDrainStats s;
+  memset(&s, 0, sizeof s);
+  MRConnManager_GetDrainStats(arg, &s);
+  return s.queued == 0;
+}
+
+// Runs the loop until the manager has opened and closed everything a resize
+// queued (it does so in slices of at most 250 us per loop iteration).
+static inline bool dc_settle(uv_loop_t *loop, MRConnManager *mgr) {
+  return loop_run_until(loop, dc_nothing_queued, mgr, 5000);
+}
+
 static inline bool dc_draining_is(void *arg) {
   dc_stat_arg *a = arg;
   MRConnDrainStats s;

@@ -64,16 +64,32 @@ static bool forced_once(void *arg) {
   return st.forced > 0;
 }
 
+// Every pool whole and every connection Connected: POOL round-robin picks
+// give POOL distinct connections.
 static bool all_connected(void *arg) {
   (void)arg;
   for (int i = 0; i < NODES; i++) {
-    const char *s = MRConnManager_GetNodeState(&mgr, ids[i]);
-    if (!s || strcmp(s, "Connected") != 0) return false;
+    MRConn *seen[POOL];
+    int n = 0;
+    for (int k = 0; k < POOL; k++) {
+      MRConn *c = MRConn_Get(&mgr, ids[i]);
+      bool dup = !c;
+      for (int j = 0; j < n && !dup; j++) dup = seen[j] == c;
+      if (dup) return false;
+      seen[n++] = c;
+    }
   }
   return true;
 }
 
 static bool finished(void *arg) { return done >= *(int *)arg; }
+
+static bool nothing_queued(void *arg) {
+  (void)arg;
+  MRConnDrainStats st;
+  MRConnManager_GetDrainStats(&mgr, &st);
+  return st.queued == 0;
+}
 
 // Prints the library's notices and warnings logged since the last call.
 static void print_logs(void) {
@@ -183,9 +199,14 @@ int main(void) {
   int before = done;
   int more = send_slow(INFLIGHT / 2, "0.1");
   MRConnManager_Shrink(&mgr, 1);
+  uint64_t t_expand = now_us();
   MRConnManager_Expand(&mgr, POOL, &loop);
+  uint64_t expand_us = now_us() - t_expand;
+  loop_run_until(&loop, nothing_queued, NULL, 5000);
   MRConnManager_GetDrainStats(&mgr, &st);
-  printf("  reclaimed %" PRIu64 " draining connections instead of opening new ones\n", st.reclaimed);
+  printf("  Expand returned in %" PRIu64 " us; on the loop's next iteration the pools took back %" PRIu64
+         " draining connections instead of opening new ones\n",
+         expand_us, st.reclaimed);
   int target = before + more;
   loop_run_until(&loop, finished, &target, 5000);
   printf("  => %d more sent, all %d answered\n", more, done - before);

@@ -74,6 +74,9 @@ typedef struct {
   // Callbacks of draining connections that got no reply from their shard:
   // an error reply when the drain was forced, NULL when the link broke.
   uint64_t failedCallbacks;
+  // Connections still to open or close on the loop, a slice per
+  // iteration, after a resize or topology change.
+  uint64_t queued;
 } MRConnDrainStats;
 
 #ifdef __cplusplus

@@ -55,6 +55,21 @@ pub struct MRConn {
     /// Set once a warning of mrconn's own (one conn.c does not log) has
     /// reported the current outage; cleared on reaching Connected.
     warned: bool,
+    /// Whether a backlog job holds this connection.
+    queued: Queued,
+}
+
+/// Who frees a connection that a backlog job holds: its memory goes when
+/// both the job and the timer's close callback are done with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    No,
+    /// In its pool, to start connecting.
+    ToStart,
+    /// Out of every pool, to close.
+    ToClose,
+    /// Torn down while queued: the job frees it.
+    Freed,
 }
 
 /// Shorthand for the `[ptr host:port State]` prefix of every log line.
@@ -82,6 +97,19 @@ impl MRConn {
     /// 1. `ep` is a valid endpoint (its strings NUL-terminated or NULL).
     /// 2. `loop_` is live; this runs on its thread or before it runs.
     pub unsafe fn open(ep: &MREndpoint, loop_: NonNull<uv_loop_t>) -> NonNull<MRConn> {
+        // SAFETY: 1. and 2.
+        let conn = unsafe { MRConn::new(ep, loop_) };
+        start_connect(conn);
+        conn
+    }
+
+    /// A new connection to `ep` on `loop_`, `Connecting` but not started:
+    /// [`MRConn::start`] starts it.
+    ///
+    /// # Safety
+    /// 1. `ep` is a valid endpoint (its strings NUL-terminated or NULL).
+    /// 2. `loop_` is live; this runs on its thread or before it runs.
+    pub unsafe fn new(ep: &MREndpoint, loop_: NonNull<uv_loop_t>) -> NonNull<MRConn> {
         let conn = Box::into_raw(Box::new(MRConn {
             ac: None,
             state: ConnState::Connecting,
@@ -91,6 +119,7 @@ impl MRConn {
             loop_,
             timer: Timer::new(),
             warned: false,
+            queued: Queued::No,
         }));
         // SAFETY: `conn` is a fresh, valid allocation.
         let c = unsafe { &mut *conn };
@@ -99,10 +128,52 @@ impl MRConn {
         // SAFETY: the timer lives inside the boxed connection, freed only by
         // its own close callback; 2.
         unsafe { Timer::init(&raw mut c.timer, loop_, conn.cast()) };
-        let conn = NonNull::from(c);
+        // The pointer from Box::into_raw is the one every user of the
+        // connection derives from.
+        // SAFETY: Box::into_raw never returns NULL.
+        let conn = unsafe { NonNull::new_unchecked(conn) };
         log_switch(conn, ConnState::Connecting);
-        start_connect(conn);
         conn
+    }
+
+    /// Starts the connect of a connection from [`MRConn::new`].
+    pub fn start(conn: NonNull<MRConn>) {
+        start_connect(conn);
+    }
+
+    /// Marks `conn` as held by a backlog job: one that closes it, or one
+    /// that starts it.
+    pub fn queue(conn: NonNull<MRConn>, to_close: bool) {
+        let mark = if to_close {
+            Queued::ToClose
+        } else {
+            Queued::ToStart
+        };
+        // SAFETY: callers pass live connections, on the loop thread.
+        unsafe { (*conn.as_ptr()).queued = mark };
+    }
+
+    /// A backlog job lets go of `conn`: the connection, if the job is to act
+    /// on it; `None` if it was torn down meanwhile (and is freed now, or by
+    /// its timer's close callback).
+    pub fn unqueue(conn: NonNull<MRConn>) -> Option<NonNull<MRConn>> {
+        // SAFETY: a queued connection's memory lives until its job lets go.
+        let c = unsafe { &mut *conn.as_ptr() };
+        match std::mem::replace(&mut c.queued, Queued::No) {
+            Queued::Freed => {
+                // SAFETY: from Box::into_raw in `new`; its timer has closed
+                // and nothing else refers to it.
+                drop(unsafe { Box::from_raw(conn.as_ptr()) });
+                None
+            }
+            _ if c.state == ConnState::Freeing => None,
+            _ => Some(conn),
+        }
+    }
+
+    /// Its loop.
+    pub fn event_loop(&self) -> NonNull<uv_loop_t> {
+        self.loop_
     }
 
     /// Its state.
@@ -111,10 +182,15 @@ impl MRConn {
         self.state
     }
 
-    /// Whether new commands may go to it.
+    /// Whether new commands may go to it: Connected, and not leaving.
     #[inline]
     pub fn is_ready(&self) -> bool {
-        self.state == ConnState::Connected && self.draining.is_none()
+        self.state == ConnState::Connected && !self.is_leaving()
+    }
+
+    /// Whether it left its pool: draining, or queued to close.
+    fn is_leaving(&self) -> bool {
+        self.draining.is_some() || self.queued == Queued::ToClose
     }
 
     /// Its endpoint.
@@ -146,7 +222,7 @@ impl MRConn {
     ) -> c_int {
         let tag = Tag(NonNull::from(&*self));
         if !self.is_ready() {
-            if self.draining.is_some() {
+            if self.is_leaving() {
                 hlog!(
                     Level::Warning,
                     "{tag} Tried to send command to a draining connection"
@@ -217,7 +293,7 @@ impl MRConn {
         if c.state == ConnState::Freeing {
             return;
         }
-        let to = next_state(c.state, event, c.draining.is_some());
+        let to = next_state(c.state, event, c.is_leaving());
         log_switch(conn, to);
         c.state = to;
         match to {
@@ -515,7 +591,7 @@ extern "C" fn on_disconnect(ac: *const redisAsyncContext, status: c_int) {
     // gets a warning, once per outage. A draining connection reports its
     // broken link in its drain's terms instead.
     // SAFETY: `conn` is live.
-    if status != REDIS_OK as c_int && unsafe { conn.as_ref() }.draining.is_none() {
+    if status != REDIS_OK as c_int && !unsafe { conn.as_ref() }.is_leaving() {
         // SAFETY: as above.
         let why = unsafe { context_error(ac) };
         MRConn::warn_once(conn, &format!("Disconnected from node: {why}"));
@@ -605,8 +681,15 @@ extern "C" fn on_reauth_timer(timer: *mut uv_timer_t) {
 
 extern "C" fn on_timer_closed(handle: *mut uv_handle_t) {
     // SAFETY: the timer's `data` is its connection, which was Box-allocated
-    // in `open` and is referenced by nothing once Freeing.
+    // in `new` and is referenced by nothing once Freeing but a backlog job.
     let conn = unsafe { (*handle).data }.cast::<MRConn>();
+    // SAFETY: as above.
+    let queued = unsafe { &mut (*conn).queued };
+    if matches!(*queued, Queued::ToStart | Queued::ToClose) {
+        // The job frees it when it comes to it.
+        *queued = Queued::Freed;
+        return;
+    }
     // SAFETY: as above.
     drop(unsafe { Box::from_raw(conn) });
 }

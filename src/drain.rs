@@ -1,6 +1,7 @@
 //! What happens to connections that leave a pool: on `Shrink`, when a node's
 //! pool is removed (`Disconnect`) or replaced (`Add` with a new endpoint), and
-//! what `Expand` and `Add` take back.
+//! what `Expand` and `Add` take back. Opening and closing sockets happens in
+//! slices on the loop ([`crate::backlog`]).
 //!
 //! A leaving connection takes no new command from that moment: it is out of
 //! its pool, so `MRConn_Get` cannot return it, and `MRConn_SendCommand`
@@ -27,8 +28,9 @@ use mrconn_core::{BatchReport, DrainBook, DrainCause, DrainOutcome, DrainStats};
 use crate::conn::{Draining, MRConn, Tag};
 use crate::event_loop::Timer;
 use crate::exports::MRConnManager;
+use crate::host::dict;
 use crate::host::{self, Level, MREndpoint, hlog};
-use crate::manager::NodePool;
+use crate::manager::{NodePool, State};
 use crate::pending;
 use crate::sys::glue::mrconn_query_timeout_ms;
 use crate::sys::hiredis::redisAsyncContext;
@@ -134,11 +136,20 @@ impl Leaving {
         leaving
     }
 
-    /// Closes the idle ones; with no user command pending, no user callback
-    /// runs (an `AUTH` in flight gets its error reply, which ours ignores).
-    fn close_idle(self) {
+    /// Closes the idle ones: those with a hiredis context on the loop, in
+    /// slices; the others (no socket to close) at once. With no user command
+    /// pending, no user callback runs (an `AUTH` in flight gets its error
+    /// reply, which ours ignores).
+    fn close_idle(self, mgr: &mut MRConnManager) {
+        let map = mgr.map();
+        let backlog = &mut mgr.state().backlog;
         for conn in self.idle {
-            MRConn::release(conn, "connection left its pool");
+            // SAFETY: leaving connections are live.
+            if unsafe { conn.as_ref() }.context().is_some() {
+                backlog.close(map, conn);
+            } else {
+                MRConn::release(conn, "connection left its pool");
+            }
         }
     }
 }
@@ -165,48 +176,65 @@ pub fn shrink(mgr: &mut MRConnManager, num: u32) {
         from: u32::try_from(from).unwrap_or(0),
         to: num,
     };
-    begin(&mut mgr.state().drains, deadline, &leaving.busy, cause);
-    leaving.close_idle();
+    let state = mgr.state();
+    state.backlog.cap(num as usize);
+    begin(&mut state.drains, deadline, &leaving.busy, cause);
+    leaving.close_idle(mgr);
 }
 
-/// `MRConnManager_Expand`: every pool grows to `num`, taking back draining
-/// connections to its endpoint before opening new ones.
+/// `MRConnManager_Expand`: every pool grows to `num` on the loop, in
+/// slices, taking back draining connections to its endpoint before opening
+/// new ones.
 pub fn expand(mgr: &mut MRConnManager, num: u32, loop_: NonNull<uv_loop_t>) {
+    let map = mgr.map();
     let (mut pools, state) = mgr.parts();
     pools.for_each(|id, pool| {
-        let Some(first) = pool.first() else {
+        if pool.is_empty() {
             hlog!(
                 Level::Warning,
                 "MRConnManager_Expand: node {} has an empty pool",
                 id.to_string_lossy()
             );
             return;
-        };
-        // SAFETY: pool connections are live, and the first one stays in
-        // its pool (and alive) while `fill` only appends.
-        let ep = unsafe { first.as_ref() }.endpoint();
-        fill(&mut state.drains, pool, num as usize, ep, loop_);
+        }
+        state.backlog.fill(map, loop_, id, num as usize);
     });
     mgr.nodeConns = num as i32;
 }
 
-/// Grows `pool` to `num`: first with draining connections to `ep` that are
-/// still Connected, then with new ones. Runs no callback.
-pub fn fill(
-    drains: &mut Drains,
-    pool: &mut NodePool,
-    num: usize,
+/// The first connection of a new pool to `ep`: a draining one taken back, or
+/// a new one, which the backlog starts (creating it is cheap, connecting is
+/// not). Runs no callback.
+pub fn first_of_pool(
+    state: &mut State,
+    map: NonNull<dict>,
     ep: &MREndpoint,
     loop_: NonNull<uv_loop_t>,
-) {
-    while pool.len() < num {
-        let conn = match reclaim(drains, ep) {
-            Some(conn) => conn,
-            // SAFETY: `ep` is valid; the loop is the caller's live loop.
-            None => unsafe { MRConn::open(ep, loop_) },
-        };
-        pool.push(conn);
-    }
+) -> NonNull<MRConn> {
+    reclaim(&mut state.drains, ep).unwrap_or_else(|| {
+        // SAFETY: `ep` is valid; the loop is the caller's live loop.
+        let conn = unsafe { MRConn::new(ep, loop_) };
+        state.backlog.start(map, conn);
+        conn
+    })
+}
+
+/// One step of growing `pool` to `size`: a draining connection to its
+/// endpoint taken back, or a new one opened. Whether it grew. Runs no
+/// callback.
+pub fn grow_one(drains: &mut Drains, pool: &mut NodePool, size: usize) -> bool {
+    let Some(first) = pool.first().filter(|_| pool.len() < size) else {
+        return false;
+    };
+    // SAFETY: pool connections are live, and the first one stays in its
+    // pool (and alive) while this only appends.
+    let first = unsafe { first.as_ref() };
+    let conn = reclaim(drains, first.endpoint()).unwrap_or_else(|| {
+        // SAFETY: a pool connection's endpoint is valid and its loop live.
+        unsafe { MRConn::open(first.endpoint(), first.event_loop()) }
+    });
+    pool.push(conn);
+    true
 }
 
 fn reclaim(drains: &mut Drains, ep: &MREndpoint) -> Option<NonNull<MRConn>> {
@@ -239,7 +267,7 @@ pub fn retire(mgr: &mut MRConnManager, conns: Vec<NonNull<MRConn>>, cause: Drain
         describe(deadline),
     );
     begin(&mut mgr.state().drains, deadline, &leaving.busy, cause);
-    leaving.close_idle();
+    leaving.close_idle(mgr);
 }
 
 /// Sends `busy` draining as one batch, each closed by force at `deadline_ms`

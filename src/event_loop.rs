@@ -14,9 +14,9 @@ use crate::sys::hiredis::{
     timeval,
 };
 use crate::sys::uv::{
-    UV_READABLE, UV_WRITABLE, uv_close, uv_handle_t, uv_loop_t, uv_poll_init, uv_poll_start,
-    uv_poll_stop, uv_poll_t, uv_timer_init, uv_timer_start, uv_timer_stop, uv_timer_t,
-    uv_update_time,
+    UV_READABLE, UV_WRITABLE, uv_close, uv_handle_t, uv_idle_init, uv_idle_start, uv_idle_stop,
+    uv_idle_t, uv_loop_t, uv_poll_init, uv_poll_start, uv_poll_stop, uv_poll_t, uv_timer_init,
+    uv_timer_start, uv_timer_stop, uv_timer_t, uv_update_time,
 };
 
 /// Called after hiredis has handled a read on a live context.
@@ -273,4 +273,55 @@ impl Default for Timer {
     fn default() -> Self {
         Timer::new()
     }
+}
+
+/// A libuv idle handle on the heap: while started, its callback runs once per
+/// loop iteration and the loop does not block waiting for I/O.
+pub struct Idle(NonNull<uv_idle_t>);
+
+impl Idle {
+    /// A stopped idle handle on `loop_` whose callbacks get `owner`.
+    ///
+    /// # Safety
+    /// 1. `loop_` is live; this runs on its thread or before it runs.
+    pub unsafe fn new(loop_: NonNull<uv_loop_t>, owner: *mut c_void) -> Idle {
+        let handle = NonNull::from(Box::leak(Box::new(uv_idle_t::default())));
+        // SAFETY: 1.; the handle is heap memory freed only by its close callback.
+        unsafe { uv_idle_init(loop_.as_ptr(), handle.as_ptr()) };
+        // SAFETY: as above; a plain field of the fresh handle.
+        unsafe { (*handle.as_ptr()).data = owner };
+        Idle(handle)
+    }
+
+    /// Runs `cb` once per loop iteration from now on (again: no effect).
+    pub fn start(&self, cb: extern "C" fn(*mut uv_idle_t)) {
+        // SAFETY: initialised in `new`, not closed (`close` consumes self).
+        unsafe { uv_idle_start(self.0.as_ptr(), Some(cb)) };
+    }
+
+    /// Stops the callbacks.
+    pub fn stop(&self) {
+        // SAFETY: as in `start`.
+        unsafe { uv_idle_stop(self.0.as_ptr()) };
+    }
+
+    /// Closes the handle; its memory goes in the close callback.
+    pub fn close(self) {
+        // SAFETY: as in `start`; closed once, here.
+        unsafe { uv_close(self.0.as_ptr().cast(), Some(on_idle_closed)) };
+    }
+
+    /// The owner an idle callback was started for.
+    ///
+    /// # Safety
+    /// `handle` is the handle of a live [`Idle`].
+    pub unsafe fn owner(handle: *const uv_idle_t) -> *mut c_void {
+        // SAFETY: caller's guarantee.
+        unsafe { (*handle).data }
+    }
+}
+
+extern "C" fn on_idle_closed(handle: *mut uv_handle_t) {
+    // SAFETY: Box-allocated in `Idle::new`; libuv is done with it.
+    drop(unsafe { Box::from_raw(handle.cast::<uv_idle_t>()) });
 }

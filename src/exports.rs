@@ -84,6 +84,9 @@ pub struct MRConnDrainStats {
     /// Callbacks of draining connections that got no reply from their shard:
     /// an error reply when the drain was forced, NULL when the link broke.
     pub failedCallbacks: u64,
+    /// Connections still to open or close on the loop, a slice per
+    /// iteration, after a resize or topology change.
+    pub queued: u64,
 }
 
 impl From<DrainStats> for MRConnDrainStats {
@@ -95,6 +98,7 @@ impl From<DrainStats> for MRConnDrainStats {
             broken: s.broken,
             reclaimed: s.reclaimed,
             failedCallbacks: s.failed_callbacks,
+            queued: 0,
         }
     }
 }
@@ -537,7 +541,13 @@ pub unsafe extern "C" fn MRConnManager_GetDrainStats(
         hlog!(Level::Warning, "MRConnManager_GetDrainStats: NULL output");
         return REDIS_ERR;
     };
+    let map = mgr.map();
+    let state = mgr.state();
+    let stats = MRConnDrainStats {
+        queued: state.backlog.queued(map),
+        ..state.drains.stats().into()
+    };
     // SAFETY: 2.
-    unsafe { out.write(mgr.state().drains.stats().into()) };
+    unsafe { out.write(stats) };
     REDIS_OK as c_int
 }

@@ -12,6 +12,7 @@ use std::ptr::{self, NonNull};
 
 use mrconn_core::{DrainCause, Pool};
 
+use crate::backlog::Backlog;
 use crate::conn::MRConn;
 use crate::drain::{self, Drains};
 use crate::exports::MRConnManager;
@@ -30,6 +31,22 @@ pub type NodePool = Pool<NonNull<MRConn>>;
 pub struct State {
     /// Connections that left their pool and are finishing their work.
     pub drains: Drains,
+    /// Connections to open and close on the loop, in slices.
+    pub backlog: Backlog,
+}
+
+impl State {
+    /// The state of a manager's map.
+    ///
+    /// # Safety
+    /// 1. `map` is the live map of a manager, and nothing else refers to its
+    ///    state for the reference's lifetime.
+    pub unsafe fn of<'a>(map: NonNull<dict>) -> &'a mut State {
+        // SAFETY: 1.: a live map of ours has its State as privdata.
+        let privdata = unsafe { (*map.as_ptr()).privdata };
+        // SAFETY: 1.
+        unsafe { &mut *privdata.cast::<State>() }
+    }
 }
 
 static POOL_DICT_TYPE: dictType = dictType {
@@ -58,6 +75,7 @@ impl MRConnManager {
     pub fn init(&mut self, node_conns: c_int) {
         let state = Box::into_raw(Box::new(State {
             drains: Drains::default(),
+            backlog: Backlog::default(),
         }));
         // SAFETY: the type is a static the dict only reads; the state lives
         // until `shutdown` releases the dict.
@@ -76,21 +94,19 @@ impl MRConnManager {
         self.parts().1
     }
 
+    /// The map, live (callers check `is_live`).
+    pub fn map(&self) -> NonNull<dict> {
+        NonNull::new(self.map).expect("a live manager has a map")
+    }
+
     /// The pools and the state, borrowed apart: they live in different
     /// allocations (dict entries, and the dict's privdata).
     pub fn parts(&mut self) -> (Pools<'_>, &mut State) {
-        // SAFETY: `map` is live (callers check `is_live`).
-        let privdata = unsafe { (*self.map).privdata };
-        // SAFETY: privdata is the State made in `init`, which no dict entry
-        // points into.
-        let state = unsafe { &mut *privdata.cast::<State>() };
-        (
-            Pools {
-                map: self.map,
-                _borrow: PhantomData,
-            },
-            state,
-        )
+        // SAFETY: the map is live; privdata is the State made in `init`,
+        // which no dict entry points into, borrowed with `self`.
+        let state = unsafe { State::of(self.map()) };
+        // SAFETY: as above.
+        (unsafe { Pools::of(self.map()) }, state)
     }
 
     /// The pool of `id`.
@@ -111,6 +127,7 @@ impl MRConnManager {
     /// `MRConnManager_Add`.
     pub fn add(&mut self, loop_: NonNull<uv_loop_t>, id: &CStr, ep: &MREndpoint) -> bool {
         let node_conns = usize::try_from(self.nodeConns).unwrap_or(0);
+        let map = self.map();
         let (pools, state) = self.parts();
         // SAFETY: a CStr is NUL-terminated.
         let old = unsafe { pools.find(NonNull::from(id).cast()) };
@@ -132,8 +149,13 @@ impl MRConnManager {
                 first.state().as_str()
             );
         }
+        // The first connection now, so that the node has a state to show;
+        // the others on the loop, in slices.
         let mut pool = NodePool::new(Vec::with_capacity(node_conns));
-        drain::fill(&mut state.drains, &mut pool, node_conns, ep, loop_);
+        if node_conns > 0 {
+            pool.push(drain::first_of_pool(state, map, ep, loop_));
+        }
+        state.backlog.fill(map, loop_, id, node_conns);
         let Some(old) = old else {
             // SAFETY: `map` is live; the dict copies `id` and owns the pool from now on.
             unsafe {
@@ -177,11 +199,10 @@ impl MRConnManager {
     /// manager, which finds itself shut down).
     pub fn shutdown(map: NonNull<dict>) {
         let mut conns = Vec::new();
-        Pools {
-            map: map.as_ptr(),
-            _borrow: PhantomData,
-        }
-        .for_each(|_, pool| conns.extend(pool.take_all()));
+        // SAFETY: the map is live and ours.
+        unsafe { Pools::of(map) }.for_each(|_, pool| conns.extend(pool.take_all()));
+        // SAFETY: as above; the reference ends with the statement.
+        conns.extend(unsafe { State::of(map) }.backlog.finish());
         // SAFETY: a live map of ours has our State as privdata.
         let state = unsafe { (*map.as_ptr()).privdata }.cast::<State>();
         // SAFETY: `map` is live and ours; its pools are empty now.
@@ -242,6 +263,18 @@ pub struct Pools<'a> {
 }
 
 impl<'a> Pools<'a> {
+    /// The pools of a manager's map.
+    ///
+    /// # Safety
+    /// 1. `map` is the live map of a manager, which does not change for `'a`
+    ///    but through the result.
+    pub unsafe fn of(map: NonNull<dict>) -> Pools<'a> {
+        Pools {
+            map: map.as_ptr(),
+            _borrow: PhantomData,
+        }
+    }
+
     /// The pool of `id`.
     ///
     /// # Safety
