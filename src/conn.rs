@@ -38,6 +38,8 @@ pub struct Draining {
     pub pending: u64,
     /// Its deadline, if it has one.
     pub deadline_ms: Option<u32>,
+    /// Its place in the registry's list, for an O(1) removal.
+    pub slot: usize,
 }
 
 /// A connection: `MRConn` to C, which only ever holds pointers to it.

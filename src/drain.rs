@@ -293,6 +293,7 @@ fn begin(
             since,
             pending,
             deadline_ms,
+            slot: drains.conns.len(),
         });
         if let Some(ms) = deadline_ms {
             c.timer.start_from_now(u64::from(ms), on_deadline);
@@ -411,8 +412,15 @@ fn finish_in(drains: &mut Drains, conn: NonNull<MRConn>, outcome: DrainOutcome) 
     };
     debug_assert_eq!(draining.drains, NonNull::from(&mut *drains));
     c.timer.stop();
-    if let Some(at) = drains.conns.iter().position(|&x| x == conn) {
-        drains.conns.swap_remove(at);
+    // Out of the list in O(1): when thousands of drains end in one burst of
+    // replies, a search per drain would stall the loop.
+    debug_assert_eq!(drains.conns.get(draining.slot), Some(&conn));
+    drains.conns.swap_remove(draining.slot);
+    if let Some(&moved) = drains.conns.get(draining.slot) {
+        // SAFETY: draining connections are live; `moved` is another one.
+        if let Some(d) = unsafe { &mut (*moved.as_ptr()).draining } {
+            d.slot = draining.slot;
+        }
     }
     if let Some(report) = drains.book.close(draining.batch, outcome, Instant::now()) {
         log_report(&report);
