@@ -25,13 +25,16 @@ pub type AfterRead = fn(NonNull<redisAsyncContext>);
 /// The libuv side of one hiredis context: `ac->ev.data`.
 struct Attachment {
     poll: uv_poll_t,
-    timer: uv_timer_t,
+    /// hiredis's timer, for its connect timeout only (mrconn sets no command
+    /// timeout): made on first use, so most connections never carry one.
+    timer: Option<NonNull<uv_timer_t>>,
     /// NULL once hiredis has released the context.
     ac: *mut redisAsyncContext,
     events: c_int,
-    /// Handles not yet closed; the attachment is freed when both are.
+    /// Handles not yet closed; the attachment is freed when none is.
     open_handles: u8,
     after_read: AfterRead,
+    loop_: NonNull<uv_loop_t>,
 }
 
 /// Why a context could not be attached.
@@ -53,11 +56,12 @@ pub unsafe fn attach(
     let fd = unsafe { (*ac).c.fd };
     let att = Box::into_raw(Box::new(Attachment {
         poll: uv_poll_t::default(),
-        timer: uv_timer_t::default(),
+        timer: None,
         ac,
         events: 0,
         open_handles: 0,
         after_read,
+        loop_,
     }));
     // SAFETY: `att` is ours until both handles close.
     let a = unsafe { &mut *att };
@@ -68,11 +72,8 @@ pub unsafe fn attach(
         drop(unsafe { Box::from_raw(att) });
         return Err(AttachError);
     }
-    // SAFETY: as above; timer init cannot fail on a live loop.
-    unsafe { uv_timer_init(loop_.as_ptr(), &mut a.timer) };
-    a.open_handles = 2;
+    a.open_handles = 1;
     a.poll.data = att.cast();
-    a.timer.data = att.cast();
     // SAFETY: 1. `ac` is live and its `ev` block is ours to fill.
     let ev = unsafe { &mut (*ac).ev };
     ev.data = att.cast();
@@ -158,8 +159,18 @@ extern "C" fn schedule_timer(data: *mut c_void, tv: timeval) {
     // SAFETY: hiredis passes back `ev.data`, set by `attach`.
     let att = unsafe { &mut *data.cast::<Attachment>() };
     let ms = (tv.tv_sec.max(0) as u64) * 1000 + (tv.tv_usec.max(0) as u64).div_ceil(1000);
+    let timer = *att.timer.get_or_insert_with(|| {
+        let timer = NonNull::from(Box::leak(Box::new(uv_timer_t::default())));
+        // SAFETY: the attachment's loop is live while its context is; the
+        // handle is heap memory freed by its close callback.
+        unsafe { uv_timer_init(att.loop_.as_ptr(), timer.as_ptr()) };
+        // SAFETY: a plain field of the fresh handle.
+        unsafe { (*timer.as_ptr()).data = data };
+        att.open_handles += 1;
+        timer
+    });
     // SAFETY: the timer is initialised and not closing while the context lives.
-    unsafe { uv_timer_start(&raw mut att.timer, Some(on_timeout), ms, 0) };
+    unsafe { uv_timer_start(timer.as_ptr(), Some(on_timeout), ms, 0) };
 }
 
 extern "C" fn on_timeout(timer: *mut uv_timer_t) {
@@ -175,20 +186,32 @@ extern "C" fn on_timeout(timer: *mut uv_timer_t) {
 
 extern "C" fn cleanup(data: *mut c_void) {
     // SAFETY: hiredis calls this once, with `ev.data`, as it releases the
-    // context; the attachment lives until both handles have closed.
+    // context; the attachment lives until its handles have closed.
     let att = unsafe { &mut *data.cast::<Attachment>() };
     att.ac = ptr::null_mut();
     let poll: *mut uv_poll_t = &mut att.poll;
-    let timer: *mut uv_timer_t = &mut att.timer;
-    // SAFETY: both handles are initialised and closed only here.
+    // SAFETY: the poll handle is initialised and closed only here.
     unsafe { uv_close(poll.cast::<uv_handle_t>(), Some(on_handle_closed)) };
-    // SAFETY: as above.
-    unsafe { uv_close(timer.cast::<uv_handle_t>(), Some(on_handle_closed)) };
+    if let Some(timer) = att.timer {
+        // SAFETY: as above.
+        unsafe { uv_close(timer.as_ptr().cast::<uv_handle_t>(), Some(on_timer_closed)) };
+    }
+}
+
+extern "C" fn on_timer_closed(handle: *mut uv_handle_t) {
+    // SAFETY: the timer was Box-allocated in `schedule_timer`; libuv is done
+    // with it, and its `data` (its attachment) is read before it goes.
+    let timer = unsafe { Box::from_raw(handle.cast::<uv_timer_t>()) };
+    handle_closed(timer.data.cast());
 }
 
 extern "C" fn on_handle_closed(handle: *mut uv_handle_t) {
-    // SAFETY: both handles carry their attachment in `data`.
-    let att = unsafe { (*handle).data.cast::<Attachment>() };
+    // SAFETY: the attachment's handles carry it in `data`.
+    handle_closed(unsafe { (*handle).data }.cast());
+}
+
+/// One more of the attachment's handles has closed.
+fn handle_closed(att: *mut Attachment) {
     // SAFETY: the attachment lives until its last handle has closed.
     let a = unsafe { &mut *att };
     a.open_handles -= 1;
