@@ -266,5 +266,48 @@ TEST(forced_error_callbacks_may_call_back_in) {
   servers_stop(&r, srv);
 }
 
+// ---- 3. what counts as pending work ----
+
+static bool server_saw(void *arg) {
+  char out[64];
+  return redis_cmd(*(int *)arg, out, sizeof out, "EXISTS nocb-done") == 0 && strcmp(out, ":1") == 0;
+}
+
+// A command queued without a callback has no callback to count, but its
+// bytes and its reply are still on the connection: Shrink drains it (one
+// rule, src/pending.rs, decides both "close at once" and "drain over"),
+// rather than cutting it off before the server got it.
+TEST(a_command_without_callback_still_drains) {
+  redis_proc r;
+  resp_server *srv = servers_start(&r);
+  REQUIRE(srv != NULL);
+  dc_reset_counts();
+  static one_node n;
+  one_node_start(&n, r.port);
+  // A blocking pop answered after 0.3 s, then a SET it holds back, both
+  // without a callback.
+  const char *pop[] = {"BLPOP", "nocb-none", "0.3"};
+  const char *set[] = {"SET", "nocb-done", "1"};
+  for (int i = 0; i < 2; i++) {
+    const char **argv = i ? set : pop;
+    size_t lens[3] = {strlen(argv[0]), strlen(argv[1]), strlen(argv[2])};
+    MRCommand cmd = MR_NewCommandArgvLen(3, argv, lens);
+    CHECK_EQ_INT(MRConn_SendCommand(surplus(&n), &cmd, NULL, NULL), REDIS_OK);
+    MRCommand_Free(&cmd);
+  }
+  loop_run_for(&loop, 20);
+  host_log_clear();
+  MRConnManager_Shrink(&n.mgr, 1);
+  CHECK_EQ_INT(host_log_count("notice", "0 closed idle, 1 draining with 0 commands pending"), 1);
+  CHECK_EQ_INT(dc_stats(&n.mgr).draining, 1);
+  dc_stat_arg over = {&n.mgr, 0};
+  CHECK(loop_run_until(&loop, dc_draining_is, &over, 3000));
+  CHECK_EQ_INT(dc_stats(&n.mgr).graceful, 1);
+  CHECK(loop_run_until(&loop, server_saw, &r.port, 2000));
+  MRConnManager_Shutdown(&n.mgr);
+  servers_stop(&r, srv);
+}
+
 HARNESS_MAIN(HARNESS_TEST(deadline_follows_the_query_timeout),
-             HARNESS_TEST(forced_error_callbacks_may_call_back_in))
+             HARNESS_TEST(forced_error_callbacks_may_call_back_in),
+             HARNESS_TEST(a_command_without_callback_still_drains))
