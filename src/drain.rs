@@ -27,10 +27,9 @@ use mrconn_core::{BatchReport, DrainBook, DrainCause, DrainOutcome, DrainStats};
 
 use crate::conn::{Draining, MRConn, Tag};
 use crate::event_loop::Timer;
-use crate::exports::MRConnManager;
 use crate::host::dict;
 use crate::host::{self, Level, MREndpoint, hlog};
-use crate::manager::{NodePool, State};
+use crate::manager::{MRConnManager, NodePool, State};
 use crate::pending;
 use crate::sys::glue::mrconn_query_timeout_ms;
 use crate::sys::hiredis::redisAsyncContext;

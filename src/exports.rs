@@ -20,19 +20,9 @@ use mrconn_core::DrainStats;
 use crate::conn::MRConn;
 use crate::drain;
 use crate::host::{Level, MRCommand, MREndpoint, RedisModuleCtx, Reply, dict, hlog};
-use crate::manager;
+use crate::manager::{self, MRConnManager};
 use crate::sys::hiredis::{REDIS_ERR, REDIS_OK, redisCallbackFn};
 use crate::sys::uv::uv_loop_t;
-
-/// The connection manager of one IO runtime. Layout is ABI (`conn.h`):
-/// callers embed it by value, read `nodeConns` and walk `map`.
-#[repr(C)]
-pub struct MRConnManager {
-    /// Node id → pool.
-    pub map: *mut dict,
-    /// Connections per node.
-    pub nodeConns: c_int,
-}
 
 /// The state of a connection (`conn.h`).
 #[expect(dead_code, reason = "C sees it through the generated header only")]

@@ -15,7 +15,6 @@ use mrconn_core::{DrainCause, Pool};
 use crate::backlog::Backlog;
 use crate::conn::MRConn;
 use crate::drain::{self, Drains};
-use crate::exports::MRConnManager;
 use crate::host::{
     self, Level, MREndpoint, RS_dictAddOrFind, RS_dictCreate, RS_dictDelete, RS_dictFind,
     RS_dictGetIterator, RS_dictNext, RS_dictRelease, RS_dictReleaseIterator, RS_dictReplace, Reply,
@@ -23,6 +22,17 @@ use crate::host::{
     stringsHashFunction, stringsKeyCompare, stringsKeyDestructor, stringsKeyDup,
 };
 use crate::sys::uv::uv_loop_t;
+
+/// The connection manager of one IO runtime. Layout is ABI (`conn.h`):
+/// callers embed it by value, read `nodeConns` and walk `map`.
+#[repr(C)]
+#[expect(non_snake_case, reason = "the C names of conn.h")]
+pub struct MRConnManager {
+    /// Node id → pool.
+    pub map: *mut dict,
+    /// Connections per node.
+    pub nodeConns: c_int,
+}
 
 /// One node's pool: the dict value.
 pub type NodePool = Pool<NonNull<MRConn>>;
