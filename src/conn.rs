@@ -55,7 +55,9 @@ pub struct MRConn {
     /// Back-off while Reconnecting/ReAuth, drain deadline while draining.
     pub(crate) timer: Timer,
     /// Set once a warning of mrconn's own (one conn.c does not log) has
-    /// reported the current outage; cleared on reaching Connected.
+    /// reported the current outage; cleared by the first read of a
+    /// Connected link (a TLS handshake rejected after the connect reaches
+    /// Connected on every attempt, and reads nothing).
     warned: bool,
     /// Whether a backlog job holds this connection.
     queued: Queued,
@@ -305,8 +307,7 @@ impl MRConn {
             }
             ConnState::ReAuth => c.timer.start(REAUTH_MS, on_reauth_timer),
             ConnState::Authenticating => send_auth(conn),
-            ConnState::Connecting => {}
-            ConnState::Connected => c.warned = false,
+            ConnState::Connecting | ConnState::Connected => {}
             ConnState::Freeing => MRConn::teardown(conn, why),
         }
     }
@@ -608,7 +609,9 @@ extern "C" fn on_disconnect(ac: *const redisAsyncContext, status: c_int) {
 unsafe fn context_error(ac: *const redisAsyncContext) -> String {
     // SAFETY: caller's guarantee.
     let why = errstr(unsafe { &(*ac).c });
-    if why.is_empty() {
+    // hiredis leaves "Success" (strerror(0)) when the peer closed the link
+    // or a TLS handshake failed after the connect: no reason to give.
+    if why.is_empty() || why == "Success" {
         "connection closed".to_owned()
     } else {
         why
@@ -658,8 +661,13 @@ extern "C" fn on_auth(ac: *mut redisAsyncContext, reply: *mut c_void, _privdata:
 fn after_read(ac: NonNull<redisAsyncContext>) {
     // SAFETY: called with a live context.
     if let Some(conn) = unsafe { owner(ac.as_ptr()) } {
-        // SAFETY: `conn` is live.
-        if unsafe { conn.as_ref() }.draining.is_some() {
+        // SAFETY: `conn` is live; no other reference to it exists in the hook.
+        let c = unsafe { &mut *conn.as_ptr() };
+        if c.state == ConnState::Connected {
+            // The link works: a later failure is a new outage.
+            c.warned = false;
+        }
+        if c.draining.is_some() {
             drain::on_read(conn, ac);
         }
     }
