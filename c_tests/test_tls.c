@@ -168,7 +168,7 @@ TEST(tls_bad_ca_no_auth) {
     MRCommand_Free(&cmd);
   }
   /* Each attempt reaches Connected before the handshake fails: still one
-     warning for the whole outage, with no meaningless "Success" in it. */
+     warning a minute per connection, with no meaningless "Success" in it. */
   int attempts = host_log_count("debug", "Switching state to Reconnecting");
   int warned = host_log_count("warning", "Disconnected from node");
   printf("  %d attempts, %d 'Disconnected from node' warnings\n", attempts, warned);

@@ -6,8 +6,9 @@
 //! at most [`SLICE`] of it per loop iteration, in queue order.
 //!
 //! What callers observe changes at once: a connection queued to close is in
-//! no pool, so `MRConn_Get` never returns it; a growing pool shows its
-//! connections, in order and `Connecting` as conn.c's do, as they open.
+//! no pool, so `MRConn_Get` never returns it; `Add` puts its whole pool in
+//! place, `Connecting` as conn.c's, and only their connects wait; a pool
+//! that `Expand` grows shows its new connections, in order, as they open.
 //! `Shutdown` does what is left inside the call (CONTRACT §5).
 
 use std::collections::VecDeque;
@@ -82,7 +83,7 @@ impl Backlog {
         self.jobs
             .iter()
             .map(|job| match job {
-                Job::Start(_) | Job::Close(_) => 1,
+                Job::Start(conn) | Job::Close(conn) => u64::from(MRConn::queued_work(*conn)),
                 Job::Fill { node, size } => {
                     // SAFETY: `map` is the live map of this backlog's manager.
                     let pool = unsafe { pool_of(map, node) };

@@ -24,6 +24,7 @@ use crate::{drain, pending, tls};
 const RECONNECT_MS: u64 = 250;
 const REAUTH_MS: u64 = 1000;
 const INTERNAL_AUTH_USER: &[u8] = b"internal connection";
+const LINK_WARNING_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Marks a connection that left its pool and only finishes queued work.
 #[derive(Debug, Clone, Copy)]
@@ -54,11 +55,9 @@ pub struct MRConn {
     loop_: NonNull<uv_loop_t>,
     /// Back-off while Reconnecting/ReAuth, drain deadline while draining.
     pub(crate) timer: Timer,
-    /// Set once a warning of mrconn's own (one conn.c does not log) has
-    /// reported the current outage; cleared by the first read of a
-    /// Connected link (a TLS handshake rejected after the connect reaches
-    /// Connected on every attempt, and reads nothing).
-    warned: bool,
+    /// When a warning of mrconn's own about the link (conn.c logs none
+    /// there) was last logged.
+    warned_at: Option<Instant>,
     /// Whether a backlog job holds this connection.
     queued: Queued,
 }
@@ -122,7 +121,7 @@ impl MRConn {
             ep: empty_endpoint(),
             loop_,
             timer: Timer::new(),
-            warned: false,
+            warned_at: None,
             queued: Queued::No,
         }));
         // SAFETY: `conn` is a fresh, valid allocation.
@@ -173,6 +172,13 @@ impl MRConn {
             _ if c.state == ConnState::Freeing => None,
             _ => Some(conn),
         }
+    }
+
+    /// Whether a backlog job holding it still has work to do on it.
+    pub fn queued_work(conn: NonNull<MRConn>) -> bool {
+        // SAFETY: a queued connection's memory lives until its job lets go.
+        let c = unsafe { conn.as_ref() };
+        matches!(c.queued, Queued::ToStart | Queued::ToClose) && c.state != ConnState::Freeing
     }
 
     /// Its loop.
@@ -364,14 +370,18 @@ impl MRConn {
         }
     }
 
-    /// Logs one of mrconn's own warnings about the link, once per outage:
-    /// conn.c is silent there, and a connection that keeps failing retries
-    /// every 250 ms.
-    fn warn_once(conn: NonNull<MRConn>, what: &str) {
+    /// Logs one of mrconn's own warnings about the link, at most once a
+    /// minute per connection: conn.c is silent there, and a connection that
+    /// keeps failing retries every 250 ms (and one whose TLS handshake is
+    /// rejected reaches Connected on every attempt).
+    fn warn_link(conn: NonNull<MRConn>, what: &str) {
         // SAFETY: callers pass live connections, on the loop thread.
         let c = unsafe { &mut *conn.as_ptr() };
-        if !c.warned {
-            c.warned = true;
+        let now = Instant::now();
+        if c.warned_at
+            .is_none_or(|at| now.duration_since(at) >= LINK_WARNING_PERIOD)
+        {
+            c.warned_at = Some(now);
             hlog!(Level::Warning, "{} {what}", Tag(conn));
         }
     }
@@ -591,13 +601,13 @@ extern "C" fn on_disconnect(ac: *const redisAsyncContext, status: c_int) {
     };
     // Beyond upstream, which switches silently: a link that broke with an
     // error (server gone, TLS handshake rejected after the connect callback)
-    // gets a warning, once per outage. A draining connection reports its
+    // gets a warning, at most once a minute. A draining connection reports its
     // broken link in its drain's terms instead.
     // SAFETY: `conn` is live.
     if status != REDIS_OK as c_int && !unsafe { conn.as_ref() }.is_leaving() {
         // SAFETY: as above.
         let why = unsafe { context_error(ac) };
-        MRConn::warn_once(conn, &format!("Disconnected from node: {why}"));
+        MRConn::warn_link(conn, &format!("Disconnected from node: {why}"));
     }
     MRConn::switch(conn, Event::Disconnected);
 }
@@ -629,7 +639,7 @@ extern "C" fn on_auth(ac: *mut redisAsyncContext, reply: *mut c_void, _privdata:
             // happens after the connect callback); say why.
             // SAFETY: as above.
             let why = unsafe { context_error(ac) };
-            MRConn::warn_once(conn, &format!("Lost the link while authenticating: {why}"));
+            MRConn::warn_link(conn, &format!("Lost the link while authenticating: {why}"));
             Event::AuthLost
         } else {
             // SAFETY: a non-NULL reply from hiredis.
@@ -661,13 +671,8 @@ extern "C" fn on_auth(ac: *mut redisAsyncContext, reply: *mut c_void, _privdata:
 fn after_read(ac: NonNull<redisAsyncContext>) {
     // SAFETY: called with a live context.
     if let Some(conn) = unsafe { owner(ac.as_ptr()) } {
-        // SAFETY: `conn` is live; no other reference to it exists in the hook.
-        let c = unsafe { &mut *conn.as_ptr() };
-        if c.state == ConnState::Connected {
-            // The link works: a later failure is a new outage.
-            c.warned = false;
-        }
-        if c.draining.is_some() {
+        // SAFETY: `conn` is live.
+        if unsafe { conn.as_ref() }.draining.is_some() {
             drain::on_read(conn, ac);
         }
     }

@@ -201,10 +201,10 @@ pub fn expand(mgr: &mut MRConnManager, num: u32, loop_: NonNull<uv_loop_t>) {
     mgr.nodeConns = num as i32;
 }
 
-/// The first connection of a new pool to `ep`: a draining one taken back, or
-/// a new one, which the backlog starts (creating it is cheap, connecting is
-/// not). Runs no callback.
-pub fn first_of_pool(
+/// A connection for a new pool to `ep`: a draining one taken back, or a new
+/// one, which the backlog starts (creating it is cheap, connecting is not).
+/// Runs no callback.
+pub fn join_pool(
     state: &mut State,
     map: NonNull<dict>,
     ep: &MREndpoint,

@@ -159,13 +159,13 @@ impl MRConnManager {
                 first.state().as_str()
             );
         }
-        // The first connection now, so that the node has a state to show;
-        // the others on the loop, in slices.
+        // The whole pool now, as conn.c shows it (Connecting); making a
+        // connection is cheap, connecting it is not: that happens on the
+        // loop, in slices.
         let mut pool = NodePool::new(Vec::with_capacity(node_conns));
-        if node_conns > 0 {
-            pool.push(drain::first_of_pool(state, map, ep, loop_));
+        for _ in 0..node_conns {
+            pool.push(drain::join_pool(state, map, ep, loop_));
         }
-        state.backlog.fill(map, loop_, id, node_conns);
         let Some(old) = old else {
             // SAFETY: `map` is live; the dict copies `id` and owns the pool from now on.
             unsafe {
