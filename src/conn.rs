@@ -297,11 +297,9 @@ impl MRConn {
         }
     }
 
-    /// Releases the endpoint and closes the timer; the memory goes in the
-    /// timer's close callback.
+    /// Closes the timer; the memory and the endpoint go in the timer's close
+    /// callback.
     fn free(&mut self) {
-        // SAFETY: `ep` was filled by MREndpoint_Copy and is freed once, here.
-        unsafe { host::MREndpoint_Free(&mut self.ep) };
         self.timer.close(on_timer_closed);
     }
 }
@@ -608,5 +606,10 @@ extern "C" fn on_timer_closed(handle: *mut uv_handle_t) {
     // in `open` and is referenced by nothing once Freeing.
     let conn = unsafe { (*handle).data }.cast::<MRConn>();
     // SAFETY: as above.
-    drop(unsafe { Box::from_raw(conn) });
+    let mut conn = unsafe { Box::from_raw(conn) };
+    // The endpoint lives as long as the connection: a closing one is still
+    // named in log lines, e.g. when a stale pointer to it is sent to within
+    // the loop pass that closed it (the host's free may not clear it).
+    // SAFETY: `ep` was filled by MREndpoint_Copy and is freed once, here.
+    unsafe { host::MREndpoint_Free(&mut conn.ep) };
 }
