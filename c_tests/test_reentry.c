@@ -19,18 +19,23 @@
 //                 every connection);
 //   broken drain  the same, first on the connection Shrink 3 -> 2 sent
 //                 draining.
-// Operations, run by the first callback of the kind: Shrink, Expand, Add of
-// the node's own endpoint, Add of a new endpoint for it, Disconnect of the
+// Operations, run by every callback of the kind from the first on (in the
+// drain kinds, the first on the draining connection), so that they also
+// meet what earlier ones left: Shrink, Expand (one more each time), Add of
+// the node's current endpoint, Add of another endpoint (back and forth, so
+// that a move back takes the drains of the move before), Disconnect of the
 // other node "b", Disconnect of "a" (the callback's own node), Shutdown,
-// SendCommand on the callback's own connection (accepted only from a real
-// reply on a pool connection: in every other kind that connection is
-// draining or closing), SendCommand on a connection of "b".
+// SendCommand on the callback's own connection (accepted only by a pool
+// connection: a draining or closing one refuses it), SendCommand on a
+// connection of "b" (inside Shutdown: one taken just before it, and the
+// first callback's connection, closed by then).
 //
 // Every cell ends with Shutdown, and checks: every callback ran exactly
 // once (each command sent from a callback too, when its send was accepted),
-// no NULL but from the broken link, every forced command got mrconn's error
-// reply, no libuv handle open after Shutdown, no leak; a sanitizer build
-// adds "no memory error".
+// no NULL but from a broken link, every forced command got mrconn's error
+// reply naming why, every log line names its connection's host, no libuv
+// handle open after Shutdown, no leak; a sanitizer build adds "no memory
+// error".
 #include "config.h"
 #include "drain_common.h"
 
