@@ -88,16 +88,21 @@ static inline void dc_on_reply(redisAsyncContext *ac, void *r, void *priv) {
   MRReply_Free(reply);
 }
 
-// Sends argv on c for q; REDIS_OK or REDIS_ERR. The command is freed at once
-// (hiredis copies the formatted bytes).
-static inline int dc_send_argv(MRConn *c, dc_req *q, int argc, const char **argv) {
+// Sends argv on c for q, with callback fn (which records through
+// dc_on_reply); REDIS_OK or REDIS_ERR. The command is freed at once (hiredis
+// copies the formatted bytes).
+static inline int dc_send_argv_cb(MRConn *c, dc_req *q, redisCallbackFn *fn, int argc, const char **argv) {
   size_t lens[8];
   for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
   MRCommand cmd = MR_NewCommandArgvLen(argc, argv, lens);
   q->conn = c;
-  int rc = MRConn_SendCommand(c, &cmd, dc_on_reply, q);
+  int rc = MRConn_SendCommand(c, &cmd, fn, q);
   MRCommand_Free(&cmd);
   return rc;
+}
+
+static inline int dc_send_argv(MRConn *c, dc_req *q, int argc, const char **argv) {
+  return dc_send_argv_cb(c, q, dc_on_reply, argc, argv);
 }
 
 // ECHO <id>: answered at once (unless something ahead of it blocks).

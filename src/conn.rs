@@ -386,12 +386,21 @@ impl MRConn {
         }
     }
 
-    /// Releases the endpoint and closes the timer; the memory goes in the
-    /// timer's close callback.
+    /// Closes the timer; the memory (and the endpoint with it) goes in the
+    /// timer's close callback, or with the backlog job that holds it.
     fn free(&mut self) {
-        // SAFETY: `ep` was filled by MREndpoint_Copy and is freed once, here.
-        unsafe { host::MREndpoint_Free(&mut self.ep) };
         self.timer.close(on_timer_closed);
+    }
+}
+
+impl Drop for MRConn {
+    /// The endpoint lives as long as the connection: a closing one is still
+    /// named in log lines, e.g. when a stale pointer to it is sent to within
+    /// the loop pass that closed it (the host's free may not clear it).
+    fn drop(&mut self) {
+        // SAFETY: `ep` was filled by MREndpoint_Copy in `new` and is freed
+        // once, here.
+        unsafe { host::MREndpoint_Free(&mut self.ep) };
     }
 }
 
