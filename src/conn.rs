@@ -50,7 +50,7 @@ pub struct MRConn {
     /// The RESP version last requested with `HELLO` (0: none yet).
     protocol: u8,
     /// Set while draining.
-    pub(crate) draining: Option<Draining>,
+    pub(crate) draining: Option<Box<Draining>>,
     ep: MREndpoint,
     loop_: NonNull<uv_loop_t>,
     /// Back-off while Reconnecting/ReAuth, drain deadline while draining.

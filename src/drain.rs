@@ -286,14 +286,14 @@ fn begin(
     for &(conn, pending) in busy {
         // SAFETY: leaving connections are live and owned by us alone now.
         let c = unsafe { &mut *conn.as_ptr() };
-        c.draining = Some(Draining {
+        c.draining = Some(Box::new(Draining {
             drains: registry,
             batch,
             since,
             pending,
             deadline_ms,
             slot: drains.conns.len(),
-        });
+        }));
         if let Some(ms) = deadline_ms {
             c.timer.start_from_now(u64::from(ms), on_deadline);
         }
@@ -324,7 +324,10 @@ pub fn on_read(conn: NonNull<MRConn>, ac: NonNull<redisAsyncContext>) {
 /// has already failed its pending callbacks with NULL.
 pub fn on_link_lost(conn: NonNull<MRConn>) {
     // SAFETY: draining connections are live.
-    let failed = unsafe { conn.as_ref() }.draining.map_or(0, |d| d.pending);
+    let failed = unsafe { conn.as_ref() }
+        .draining
+        .as_ref()
+        .map_or(0, |d| d.pending);
     hlog!(
         Level::Warning,
         "{} Link lost while draining: {failed} pending commands failed",
@@ -339,7 +342,7 @@ extern "C" fn on_deadline(timer: *mut uv_timer_t) {
         return;
     };
     // SAFETY: the timer runs only while its connection is live.
-    let Some(draining) = (unsafe { conn.as_ref() }).draining else {
+    let Some(draining) = (unsafe { conn.as_ref() }).draining.as_deref().copied() else {
         return;
     };
     // SAFETY: the registry outlives its draining connections, and nothing
@@ -360,7 +363,9 @@ extern "C" fn on_deadline(timer: *mut uv_timer_t) {
 fn stop_draining_by_force(drains: &mut Drains, conn: NonNull<MRConn>, why: &str) {
     // SAFETY: draining connections are live.
     let c = unsafe { conn.as_ref() };
-    let Some(draining) = c.draining else { return };
+    let Some(draining) = c.draining.as_deref().copied() else {
+        return;
+    };
     // SAFETY: a draining connection's context is live.
     let failed = c
         .context()
@@ -388,7 +393,7 @@ pub fn force_all(drains: &mut Drains) -> Vec<NonNull<MRConn>> {
 /// reference to its registry: the read hook and the link-lost hook.
 fn finish(conn: NonNull<MRConn>, outcome: DrainOutcome) {
     // SAFETY: draining connections are live.
-    let Some(draining) = (unsafe { conn.as_ref() }).draining else {
+    let Some(draining) = (unsafe { conn.as_ref() }).draining.as_deref().copied() else {
         return;
     };
     // SAFETY: the registry outlives its draining connections (it forces

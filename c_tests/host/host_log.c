@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "host_internal.h"
 #include "mrconn_test_host.h"
@@ -19,6 +20,7 @@
 typedef struct {
   const char *level;  // one of known_levels or bad_level, never freed
   char *message;      // plain malloc: log storage stays out of the counts
+  uint64_t at_us;     // CLOCK_MONOTONIC when it was logged
 } log_line;
 
 static const char *const known_levels[] = {"debug", "verbose", "notice", "warning"};
@@ -54,6 +56,9 @@ void host_rm_log(RedisModuleCtx *ctx, const char *level, const char *fmt, ...) {
   char *message = format_message(fmt, ap);
   va_end(ap);
   const char *stored_level = canonical_level(level);
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t at_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 
   pthread_mutex_lock(&log_lock);
   if (stored_level == bad_level || getenv("MRCONN_TEST_LOG"))
@@ -63,7 +68,7 @@ void host_rm_log(RedisModuleCtx *ctx, const char *level, const char *fmt, ...) {
     ring_start = (ring_start + 1) % HOST_LOG_CAPACITY;
     ring_count--;
   }
-  ring[(ring_start + ring_count) % HOST_LOG_CAPACITY] = (log_line){stored_level, message};
+  ring[(ring_start + ring_count) % HOST_LOG_CAPACITY] = (log_line){stored_level, message, at_us};
   ring_count++;
   pthread_mutex_unlock(&log_lock);
 }
@@ -111,4 +116,15 @@ void host_log_dump(FILE *f) {
     fprintf(f, "[%s] %s\n", line->level, line->message);
   }
   pthread_mutex_unlock(&log_lock);
+}
+
+uint64_t host_log_time_us(const char *level, const char *substr) {
+  uint64_t at = 0;
+  pthread_mutex_lock(&log_lock);
+  for (size_t i = 0; i < ring_count && !at; i++) {
+    const log_line *line = &ring[(ring_start + i) % HOST_LOG_CAPACITY];
+    if (line_matches(line, level, substr)) at = line->at_us;
+  }
+  pthread_mutex_unlock(&log_lock);
+  return at;
 }

@@ -40,6 +40,9 @@ int host_log_count(const char *level, const char *substr);
 // or NULL.
 char *host_log_find(const char *level, const char *substr);
 void host_log_dump(FILE *f);
+// When the oldest matching line was logged, in microseconds of
+// CLOCK_MONOTONIC (the harness's now_us() clock); 0 if none matches.
+uint64_t host_log_time_us(const char *level, const char *substr);
 
 // IsEnterprise() result; false by default.
 void host_set_enterprise(bool on);
