@@ -50,7 +50,7 @@ else
   rust_cover="Rust code: NOT under ASan (no '$nightly' toolchain), valgrind memcheck instead"
   printf '\n%s\n!!! %s\n!!! %s\n%s\n' "$(printf '!%.0s' {1..78})" \
     "NO NIGHTLY RUST ('cargo +$nightly' failed): the Rust code is NOT built with ASan." \
-    "Fallback: valgrind memcheck over every C test (slower, weaker on the C side)." \
+    "Fallback: the Rust code is checked by valgrind memcheck over every C test." \
     "$(printf '!%.0s' {1..78})"
 fi
 
