@@ -16,6 +16,6 @@ if [ -z "$symbols" ] || ! grep -q '^__asan_init$' <<<"$symbols" || [ "$functions
   echo "0 passed, 1 failed"
   exit 1
 fi
-echo "Rust ASan: $functions functions of mrconn in $(basename "$archive") call __asan_report_*;" \
+echo "Rust ASan: $functions functions of mrconn in $archive call __asan_report_*;" \
      "$(wc -l <<<"$symbols") __asan_* symbols referenced (readelf)"
 echo "1 passed, 0 failed"
