@@ -2,8 +2,9 @@
 /*
  * A main() for fuzz_api.c without libFuzzer: runs each file named on the
  * command line (or each file of each directory named) once, as libFuzzer
- * would. Built with any compiler; scripts/sanitize.sh runs the corpus with
- * it under valgrind, which sees the Rust code that ASan cannot instrument.
+ * would. Built with any compiler; without a nightly Rust toolchain (no ASan
+ * for the Rust code), scripts/sanitize.sh runs the corpus with it under
+ * valgrind.
  */
 #include <dirent.h>
 #include <stdint.h>

@@ -21,6 +21,7 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build -j"$(nproc)"
 (cd build && ctest --output-on-failure)
 
-# Sanitizers (ASan/UBSan/LSan, valgrind for the Rust code), the soak and a
-# short fuzz run: see the script's header for its knobs.
+# Sanitizers (ASan/UBSan/LSan on the C code, ASan on the Rust code with a
+# nightly toolchain, valgrind), the soak and a short fuzz run: see the
+# script's header for its knobs.
 scripts/sanitize.sh
