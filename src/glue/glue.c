@@ -2,7 +2,7 @@
 //
 // The C side of mrconn, compiled against the host's real headers (RediSearch's
 // inside RediSearch, the test host's standalone):
-//  - the static-inline helpers Rust cannot call;
+//  - the static-inline helpers Rust cannot call (the hot-path send: send.c);
 //  - constants whose values only the C headers know;
 //  - compile-time checks that every host declaration in src/host.rs and every
 //    layout in src/host/types.rs agrees with those headers. A mismatch is a
@@ -27,13 +27,6 @@
 #include "util/dict.h"
 
 #include "mrconn_layout_checks.h"
-
-#include "hiredis/async.h"
-
-// The send of the hot path in one call: sdslen is static inline.
-int mrconn_send_formatted(redisAsyncContext *ac, redisCallbackFn *fn, void *privdata, const char *cmd) {
-  return redisAsyncFormattedCommand(ac, fn, privdata, cmd, sdslen((sds)cmd));
-}
 
 const uint64_t mrconn_ssl_ctx_options = SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3;
 const int mrconn_ssl_verify_peer = SSL_VERIFY_PEER;
