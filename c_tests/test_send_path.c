@@ -456,9 +456,8 @@ static void answer(int argc, char **argv) {
 /* Reads the commands the reference peer received since the last call. */
 static void parse_commands(void) {
   const buf *w = &sides[1].wire;
-  for (;;) {
+  while (m.parsed < w->len) {
     const char *p = w->p + m.parsed, *end = w->p + w->len;
-    if (p >= end) return;
     char *e;
     long argc = strtol(p + 1, &e, 10);
     REQUIRE(*p == '*' && argc > 0 && argc < 64);
@@ -545,17 +544,19 @@ static void random_command(size_t priv) {
   for (int i = 0; i < argc; i++) buf_free(&args[i]);
 }
 
+/* Whether two buffers are equal from `from` on (both are equal before it). */
+static bool same_from(const buf *a, const buf *b, size_t from) {
+  return a->len == b->len && (a->len == from || memcmp(a->p + from, b->p + from, a->len - from) == 0);
+}
+
 /* Both sides agree so far: same events, same bytes on the wire. */
 static bool compare(const char *step) {
   side *a = &sides[0], *b = &sides[1];
   bool ok = CHECK_MSG((a->ac == NULL) == (b->ac == NULL), "after %s: %s context %s, %s context %s", step, a->name,
                       a->ac ? "live" : "gone", b->name, b->ac ? "live" : "gone");
-  ok &= CHECK_MSG(a->wire.len == b->wire.len && memcmp(a->wire.p + a->checked_wire, b->wire.p + a->checked_wire,
-                                                       a->wire.len - a->checked_wire) == 0,
+  ok &= CHECK_MSG(same_from(&a->wire, &b->wire, a->checked_wire),
                   "after %s: the peers received different bytes (%zu vs %zu)", step, a->wire.len, b->wire.len);
-  bool same = a->events.len == b->events.len && a->nevents == b->nevents &&
-              memcmp(a->events.p + a->checked_events, b->events.p + a->checked_events,
-                     a->events.len - a->checked_events) == 0;
+  bool same = a->nevents == b->nevents && same_from(&a->events, &b->events, a->checked_events);
   if (!CHECK_MSG(same, "after %s: the events differ", step)) {
     for (int i = 0; i < 2; i++) {
       size_t from = sides[i].checked_events;
@@ -631,9 +632,8 @@ TEST(send_path_matches_hiredis) {
   }
   CHECK_EQ_INT(sides[0].sends, sides[1].sends);
   CHECK_EQ_INT(sides[0].nevents, sides[1].nevents);
-  CHECK(sides[0].wire.len == sides[1].wire.len && memcmp(sides[0].wire.p, sides[1].wire.p, sides[0].wire.len) == 0);
-  CHECK(sides[0].events.len == sides[1].events.len &&
-        memcmp(sides[0].events.p, sides[1].events.p, sides[0].events.len) == 0);
+  CHECK(same_from(&sides[0].wire, &sides[1].wire, 0));
+  CHECK(same_from(&sides[0].events, &sides[1].events, 0));
   printf("%zu sessions, %zu steps: %zu commands sent per side (%zu from callbacks), %zu events and %zu wire bytes "
          "identical\n",
          sessions, steps, sides[0].sends, sides[0].follow_ups, sides[0].nevents, sides[0].wire.len);
