@@ -75,7 +75,8 @@ for line in sys.stdin:
 
   step "C tests under valgrind memcheck (covers the Rust code)"
   vg_tests=()
-  for t in test_smoke test_drain_load test_drain_deadline test_shutdown test_faults; do
+  for t in test_smoke test_drain_load test_drain_deadline test_shutdown test_faults test_host_pointers \
+           test_reentry; do
     [ -f "c_tests/$t.c" ] && vg_tests+=("$t")
   done
   cmake --build "$plain_dir" -j"$(nproc)" --target "${vg_tests[@]}" mrconn_soak mrconn_fuzz_replay >/dev/null
