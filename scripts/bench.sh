@@ -17,14 +17,25 @@ build/mrconn_bench "$@"
 build/mrconn_scale
 
 # Instructions per MRConn_Get + MRConn_SendCommand, counted by callgrind over
-# exactly the measured function (repeatable, unlike wall time).
+# exactly the measured function (repeatable, unlike wall time), and their
+# split. MRCONN_SEND_PATH=hiredis (see README) measures hiredis's own send.
 sends=20000
 out=$(mktemp -d)
 valgrind --tool=callgrind --collect-atstart=no --toggle-collect='bench_hot_path_sends*' \
   --callgrind-out-file="$out/callgrind.out" build/mrconn_bench --callgrind $sends >/dev/null 2>"$out/log"
 total=$(callgrind_annotate "$out/callgrind.out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !t {gsub(",", "", $1); t = $1} END {print t}')
-printf '{"scenario":"hot_path_callgrind","callgrind_instr_per_send":%s,"sends":%d}\n' \
-  "$(awk -v t="$total" -v n="$sends" 'BEGIN {printf "%.0f", t / n}')" "$sends"
+# The split: each call's inclusive cost, from the measured function's callees;
+# the rest is the benchmark's own loop.
+read -r get send < <(callgrind_annotate --tree=calling --inclusive=yes "$out/callgrind.out" 2>/dev/null | awk '
+  /\*  .*:bench_hot_path_sends / {inside = 1; next}
+  inside && NF == 0 {inside = 0}
+  inside && />  .*:MRConn_Get / {gsub(",", "", $1); get = $1}
+  inside && />  .*:MRConn_SendCommand / {gsub(",", "", $1); send = $1}
+  END {print get + 0, send + 0}')
+awk -v t="$total" -v g="$get" -v s="$send" -v n="$sends" -v path="${MRCONN_SEND_PATH:-mrconn}" 'BEGIN {
+  printf "{\"scenario\":\"hot_path_callgrind\",\"callgrind_instr_per_send\":%.0f,\"MRConn_Get\":%.0f,", t / n, g / n
+  printf "\"MRConn_SendCommand\":%.0f,\"bench_loop\":%.0f,\"send_path\":\"%s\",\"sends\":%d}\n", s / n, (t - g - s) / n, path, n
+}'
 callgrind_annotate --inclusive=no "$out/callgrind.out" 2>/dev/null \
   | awk '/^-+$/ {n++} n>=3 && NF>1 && $1 ~ /^[0-9,]+$/ && shown++ < 8 {print}' > "$out/top.txt"
 echo "# hottest functions (self instructions, over $sends sends):" >&2

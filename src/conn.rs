@@ -230,63 +230,111 @@ impl MRConn {
         callback: redisCallbackFn,
         privdata: *mut c_void,
     ) -> c_int {
-        let tag = Tag(NonNull::from(&*self));
         if !self.is_ready() {
-            if self.is_leaving() {
-                hlog!(
-                    Level::Warning,
-                    "{tag} Tried to send command to a draining connection"
-                );
-            } else {
-                hlog!(
-                    Level::Warning,
-                    "{tag} Tried to send command to node in state {}",
-                    self.state.as_str()
-                );
-            }
+            self.refuse_send();
             return REDIS_ERR;
         }
+        if cmd.cmd.is_null() || (cmd.protocol != 0 && cmd.protocol != self.protocol) {
+            return self.prepare_and_send(cmd, callback, privdata);
+        }
+        self.hand_to_hiredis(cmd, callback, privdata)
+    }
+
+    /// Hands the formatted `cmd` to hiredis, which copies it.
+    #[inline(always)]
+    fn hand_to_hiredis(
+        &self,
+        cmd: &MRCommand,
+        callback: redisCallbackFn,
+        privdata: *mut c_void,
+    ) -> c_int {
         let Some(ac) = self.ac else { return REDIS_ERR };
-        if cmd.cmd.is_null() {
-            if cmd.num == 0 || cmd.strs.is_null() || cmd.lens.is_null() {
-                hlog!(
-                    Level::Warning,
-                    "{tag} Failed to format command: it has no arguments"
-                );
-                return REDIS_ERR;
-            }
-            // SAFETY: `strs`/`lens` hold `num` arguments (the caller's
-            // MRCommand invariant); hiredis stores a new sds in `cmd.cmd`.
-            let rc = unsafe {
-                redisFormatSdsCommandArgv(&mut cmd.cmd, cmd.num as c_int, cmd.strs.cast(), cmd.lens)
-            };
-            if rc < 0 {
-                hlog!(Level::Warning, "{tag} Failed to format command");
-                return REDIS_ERR;
-            }
+        // SAFETY: `ac` is this connection's live context; `cmd.cmd` is a
+        // valid sds (formatted by this or an earlier send).
+        unsafe { mrconn_send_formatted(ac.as_ptr(), callback, privdata, cmd.cmd) }
+    }
+
+    // The rest of `send`, out of line: what a preformatted command on the
+    // same protocol (RediSearch's fan-out) never needs.
+
+    /// `send` of a command not formatted yet, or on another protocol.
+    #[inline(never)]
+    fn prepare_and_send(
+        &mut self,
+        cmd: &mut MRCommand,
+        callback: redisCallbackFn,
+        privdata: *mut c_void,
+    ) -> c_int {
+        if cmd.cmd.is_null() && !self.format(cmd) {
+            return REDIS_ERR;
         }
         let wanted = cmd.protocol;
-        if wanted != 0 && wanted != self.protocol {
-            let arg: &[u8] = match wanted {
-                2 => b"2",
-                3 => b"3",
-                _ => {
-                    hlog!(
-                        Level::Warning,
-                        "{tag} Unsupported protocol {wanted} in command"
-                    );
-                    return REDIS_ERR;
-                }
-            };
-            if command(ac, None, ptr::null_mut(), &[b"HELLO", arg]) != REDIS_OK as c_int {
-                return REDIS_ERR;
-            }
-            self.protocol = wanted;
+        if wanted != 0 && wanted != self.protocol && !self.switch_protocol(wanted) {
+            return REDIS_ERR;
         }
-        // SAFETY: `ac` is this connection's live context; `cmd.cmd` is a
-        // valid sds (formatted above or by an earlier send), which hiredis
-        // copies.
-        unsafe { mrconn_send_formatted(ac.as_ptr(), callback, privdata, cmd.cmd) }
+        self.hand_to_hiredis(cmd, callback, privdata)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refuse_send(&self) {
+        let tag = Tag(NonNull::from(self));
+        if self.is_leaving() {
+            hlog!(
+                Level::Warning,
+                "{tag} Tried to send command to a draining connection"
+            );
+        } else {
+            hlog!(
+                Level::Warning,
+                "{tag} Tried to send command to node in state {}",
+                self.state.as_str()
+            );
+        }
+    }
+
+    /// Formats `cmd` into `cmd.cmd`; false (logged) when it cannot.
+    fn format(&self, cmd: &mut MRCommand) -> bool {
+        let tag = Tag(NonNull::from(self));
+        if cmd.num == 0 || cmd.strs.is_null() || cmd.lens.is_null() {
+            hlog!(
+                Level::Warning,
+                "{tag} Failed to format command: it has no arguments"
+            );
+            return false;
+        }
+        // SAFETY: `strs`/`lens` hold `num` arguments (the caller's
+        // MRCommand invariant); hiredis stores a new sds in `cmd.cmd`.
+        let rc = unsafe {
+            redisFormatSdsCommandArgv(&mut cmd.cmd, cmd.num as c_int, cmd.strs.cast(), cmd.lens)
+        };
+        if rc < 0 {
+            hlog!(Level::Warning, "{tag} Failed to format command");
+            return false;
+        }
+        true
+    }
+
+    /// Queues `HELLO <wanted>`; false (logged) when it cannot.
+    fn switch_protocol(&mut self, wanted: u8) -> bool {
+        let Some(ac) = self.ac else { return false };
+        let arg: &[u8] = match wanted {
+            2 => b"2",
+            3 => b"3",
+            _ => {
+                hlog!(
+                    Level::Warning,
+                    "{} Unsupported protocol {wanted} in command",
+                    Tag(NonNull::from(&*self))
+                );
+                return false;
+            }
+        };
+        if command(ac, None, ptr::null_mut(), &[b"HELLO", arg]) != REDIS_OK as c_int {
+            return false;
+        }
+        self.protocol = wanted;
+        true
     }
 
     fn switch(conn: NonNull<MRConn>, event: Event) {

@@ -117,24 +117,43 @@ fn install_panic_hook() {
 /// # Safety
 /// `mgr` is NULL or points to a valid `MRConnManager`, used by nobody else
 /// for the call's duration.
+#[inline(always)]
 unsafe fn live<'a>(
     name: &str,
     mgr: Option<NonNull<MRConnManager>>,
 ) -> Option<&'a mut MRConnManager> {
     let Some(mgr) = mgr else {
-        hlog!(Level::Warning, "{name}: NULL connection manager");
+        log_not_live(name, false);
         return None;
     };
     // SAFETY: caller's guarantee.
     let mgr = unsafe { &mut *mgr.as_ptr() };
     if !mgr.is_live() {
+        log_not_live(name, true);
+        return None;
+    }
+    Some(mgr)
+}
+
+/// Out of line, so that the exports' hot paths carry none of it.
+#[cold]
+#[inline(never)]
+fn log_not_live(name: &str, non_null: bool) {
+    if non_null {
         hlog!(
             Level::Warning,
             "{name}: connection manager not initialised or already shut down"
         );
-        return None;
+    } else {
+        hlog!(Level::Warning, "{name}: NULL connection manager");
     }
-    Some(mgr)
+}
+
+/// A warning of a refused call, out of line: the hot paths carry none of it.
+#[cold]
+#[inline(never)]
+fn log_refused(msg: &str) {
+    crate::host::log(Level::Warning, msg);
 }
 
 /// The node id, or a logged `None`.
@@ -250,7 +269,7 @@ pub unsafe extern "C" fn MRConn_Get(
     };
     // The query path: no strlen of the id, the dict hashes it anyway.
     let Some(id) = NonNull::new(id.cast_mut()) else {
-        hlog!(Level::Warning, "MRConn_Get: NULL node id");
+        log_refused("MRConn_Get: NULL node id");
         return ptr::null_mut();
     };
     // SAFETY: 2.: `id` is NUL-terminated.
@@ -311,10 +330,7 @@ pub unsafe extern "C" fn MRConn_SendCommand(
     privdata: *mut c_void,
 ) -> c_int {
     let (Some(c), Some(cmd)) = (c, cmd) else {
-        hlog!(
-            Level::Warning,
-            "MRConn_SendCommand: NULL connection or command"
-        );
+        log_refused("MRConn_SendCommand: NULL connection or command");
         return REDIS_ERR;
     };
     // SAFETY: 1.; used by us alone for the call.

@@ -38,15 +38,15 @@ pub mod openssl {
     include!(concat!(env!("OUT_DIR"), "/openssl.rs"));
 }
 
-/// Helpers and constants of `src/glue/glue.c`.
+/// Helpers and constants of `src/glue/glue.c` and `src/glue/send.c`.
 pub mod glue {
     use std::ffi::{c_char, c_int, c_void};
 
     use super::hiredis::{redisAsyncContext, redisCallback, redisCallbackFn};
 
     unsafe extern "C" {
-        /// `redisAsyncFormattedCommand` of an sds, with its length from
-        /// `sdslen` (static inline in `sds.h`).
+        /// `redisAsyncFormattedCommand` of an sds, without its re-parse of
+        /// plain commands (`src/glue/send.c`).
         pub fn mrconn_send_formatted(
             ac: *mut redisAsyncContext,
             callback: redisCallbackFn,

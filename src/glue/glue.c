@@ -2,7 +2,7 @@
 //
 // The C side of mrconn, compiled against the host's real headers (RediSearch's
 // inside RediSearch, the test host's standalone):
-//  - the static-inline helpers Rust cannot call;
+//  - the static-inline helpers Rust cannot call (the hot-path send: send.c);
 //  - constants whose values only the C headers know;
 //  - compile-time checks that every host declaration in src/host.rs and every
 //    layout in src/host/types.rs agrees with those headers. A mismatch is a
@@ -30,11 +30,6 @@
 
 #include "hiredis/alloc.h"
 #include "hiredis/async.h"
-
-// The send of the hot path in one call: sdslen is static inline.
-int mrconn_send_formatted(redisAsyncContext *ac, redisCallbackFn *fn, void *privdata, const char *cmd) {
-  return redisAsyncFormattedCommand(ac, fn, privdata, cmd, sdslen((sds)cmd));
-}
 
 // Frees a callback record taken off a reply list: hiredis allocated it with
 // hi_malloc, and hi_free is static inline.
