@@ -59,7 +59,7 @@ pub struct DrainStats {
     pub broken: u64,
     /// Draining connections taken back into a pool.
     pub reclaimed: u64,
-    /// Callbacks that received a NULL reply because a drain was forced.
+    /// Callbacks failed because a drain was forced or its link broke.
     pub failed_callbacks: u64,
 }
 
@@ -148,6 +148,7 @@ impl DrainBook {
                 report.broken += 1;
                 report.failed_callbacks += failed;
                 stats.broken += 1;
+                stats.failed_callbacks += failed;
             }
             DrainOutcome::Reclaimed => {
                 report.reclaimed += 1;
@@ -222,7 +223,8 @@ mod tests {
                 s.reclaimed,
                 s.failed_callbacks
             ),
-            (0, 1, 1, 1, 1, 5)
+            (0, 1, 1, 1, 1, 7),
+            "failed callbacks count forced and broken-link drains"
         );
     }
 }
