@@ -83,6 +83,36 @@ pub enum Event {
     Released,
 }
 
+impl Event {
+    /// Every event, each `ConnectSucceeded` combination included.
+    pub const ALL: [Event; 12] = [
+        Event::ConnectNotStarted,
+        Event::ConnectFailed,
+        Event::ConnectSucceeded {
+            tls_ok: true,
+            needs_auth: false,
+        },
+        Event::ConnectSucceeded {
+            tls_ok: true,
+            needs_auth: true,
+        },
+        Event::ConnectSucceeded {
+            tls_ok: false,
+            needs_auth: false,
+        },
+        Event::ConnectSucceeded {
+            tls_ok: false,
+            needs_auth: true,
+        },
+        Event::AuthNotSent,
+        Event::AuthAccepted,
+        Event::AuthRejected,
+        Event::AuthLost,
+        Event::Disconnected,
+        Event::Released,
+    ];
+}
+
 /// The state a connection in `from` moves to on `event`.
 ///
 /// `draining` marks a connection that has left its pool and only finishes
@@ -133,34 +163,6 @@ mod tests {
         }
     }
 
-    /// Every event, in the column order of [`EXPECTED`] (see [`column`]).
-    const EVENTS: [Event; 12] = [
-        Event::ConnectNotStarted,
-        Event::ConnectFailed,
-        Event::ConnectSucceeded {
-            tls_ok: true,
-            needs_auth: false,
-        },
-        Event::ConnectSucceeded {
-            tls_ok: true,
-            needs_auth: true,
-        },
-        Event::ConnectSucceeded {
-            tls_ok: false,
-            needs_auth: false,
-        },
-        Event::ConnectSucceeded {
-            tls_ok: false,
-            needs_auth: true,
-        },
-        Event::AuthNotSent,
-        Event::AuthAccepted,
-        Event::AuthRejected,
-        Event::AuthLost,
-        Event::Disconnected,
-        Event::Released,
-    ];
-
     const RC: ConnState = ConnState::Reconnecting;
     const AU: ConnState = ConnState::Authenticating;
     const RA: ConnState = ConnState::ReAuth;
@@ -179,7 +181,7 @@ mod tests {
     /// non-draining targets, ReAuth included. The event alone picks the next state: conn.rs
     /// raises each event only in the states where it can happen (AUTH
     /// replies in Authenticating, connect results in Connecting, ...), so
-    /// every row but Freeing's is the same. Columns follow [`EVENTS`]:
+    /// every row but Freeing's is the same. Columns follow [`Event::ALL`]:
     /// not started, failed, ok, ok + AUTH, bad TLS, bad TLS + AUTH,
     /// AUTH not sent, accepted, rejected, lost, disconnected, released.
     #[rustfmt::skip]
@@ -238,8 +240,8 @@ mod tests {
         let mut checked = 0;
         for draining in [false, true] {
             for from in ConnState::ALL {
-                for (e, event) in EVENTS.into_iter().enumerate() {
-                    assert_eq!(column(event), e, "EVENTS out of column order");
+                for (e, event) in Event::ALL.into_iter().enumerate() {
+                    assert_eq!(column(event), e, "Event::ALL out of column order");
                     let want = EXPECTED[usize::from(draining)][from as usize][e];
                     assert_eq!(
                         next_state(from, event, draining),
