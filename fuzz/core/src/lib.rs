@@ -8,7 +8,7 @@
 //! down, close a batch that is gone, apply one raw transition, let time pass.
 //! Each is done on the real [`Pool`], [`next_state`] and [`DrainBook`] the way
 //! `src/drain.rs` and `src/conn.rs` use them, and mirrored in plain data.
-//! After every step [`Model::check`] compares the two; any disagreement
+//! After every step `Model::check` compares the two; any disagreement
 //! panics, which libFuzzer reports as a crash. At the end a shutdown must
 //! leave nothing open.
 
