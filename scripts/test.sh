@@ -15,6 +15,7 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "cargo test (mrconn-core unit tests, header freshness)"
 cargo test --workspace --quiet
+scripts/fuzz_core.sh  # mrconn-core in-process: 100000 libFuzzer (nightly) or seeded programs
 
 step "C tests (ctest)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null

@@ -226,7 +226,8 @@ mod tests {
                 s.reclaimed,
                 s.failed_callbacks
             ),
-            (0, 1, 1, 1, 1, 7)
+            (0, 1, 1, 1, 1, 7),
+            "failed callbacks count forced and broken-link drains"
         );
     }
 }

@@ -83,6 +83,36 @@ pub enum Event {
     Released,
 }
 
+impl Event {
+    /// Every event, each `ConnectSucceeded` combination included.
+    pub const ALL: [Event; 12] = [
+        Event::ConnectNotStarted,
+        Event::ConnectFailed,
+        Event::ConnectSucceeded {
+            tls_ok: true,
+            needs_auth: false,
+        },
+        Event::ConnectSucceeded {
+            tls_ok: true,
+            needs_auth: true,
+        },
+        Event::ConnectSucceeded {
+            tls_ok: false,
+            needs_auth: false,
+        },
+        Event::ConnectSucceeded {
+            tls_ok: false,
+            needs_auth: true,
+        },
+        Event::AuthNotSent,
+        Event::AuthAccepted,
+        Event::AuthRejected,
+        Event::AuthLost,
+        Event::Disconnected,
+        Event::Released,
+    ];
+}
+
 /// The state a connection in `from` moves to on `event`.
 ///
 /// `draining` marks a connection that has left its pool and only finishes
@@ -133,60 +163,95 @@ mod tests {
         }
     }
 
-    #[test]
-    fn handshake_paths() {
-        use ConnState::*;
-        let ok_auth = Event::ConnectSucceeded {
-            tls_ok: true,
-            needs_auth: true,
-        };
-        let ok_open = Event::ConnectSucceeded {
-            tls_ok: true,
-            needs_auth: false,
-        };
-        let bad_tls = Event::ConnectSucceeded {
-            tls_ok: false,
-            needs_auth: true,
-        };
-        assert_eq!(next_state(Connecting, ok_auth, false), Authenticating);
-        assert_eq!(next_state(Connecting, ok_open, false), Connected);
-        assert_eq!(next_state(Connecting, bad_tls, false), Reconnecting);
-        assert_eq!(
-            next_state(Connecting, Event::ConnectFailed, false),
-            Reconnecting
-        );
-        assert_eq!(
-            next_state(Reconnecting, Event::ConnectNotStarted, false),
-            Reconnecting
-        );
-        assert_eq!(
-            next_state(Authenticating, Event::AuthAccepted, false),
-            Connected
-        );
-        assert_eq!(
-            next_state(Authenticating, Event::AuthRejected, false),
-            ReAuth
-        );
-        assert_eq!(next_state(ReAuth, Event::AuthAccepted, false), Connected);
-        assert_eq!(next_state(ReAuth, Event::AuthNotSent, false), Reconnecting);
-        assert_eq!(
-            next_state(Authenticating, Event::AuthLost, false),
-            Reconnecting
-        );
-        assert_eq!(
-            next_state(Connected, Event::Disconnected, false),
-            Reconnecting
-        );
+    const RC: ConnState = ConnState::Reconnecting;
+    const AU: ConnState = ConnState::Authenticating;
+    const RA: ConnState = ConnState::ReAuth;
+    const CD: ConnState = ConnState::Connected;
+    const FR: ConnState = ConnState::Freeing;
+
+    /// `EXPECTED[draining][from][event]`, written from CONTRACT §4: a failed
+    /// or unsendable connect or AUTH, a lost link or a TLS failure back off
+    /// and reconnect; a rejected AUTH retries AUTH; success leads to
+    /// Connected, through Authenticating when an AUTH is due; Freeing is
+    /// terminal. No event leads to Connecting: it is the state of a new
+    /// connection only (a reconnect attempt stays Reconnecting, as in
+    /// conn.c). Beyond conn.c, a draining connection that would reconnect
+    /// is freed instead; the handshake columns of the draining rows are
+    /// unreachable (only Connected connections drain) and keep their
+    /// non-draining targets, ReAuth included. The event alone picks the next state: conn.rs
+    /// raises each event only in the states where it can happen (AUTH
+    /// replies in Authenticating, connect results in Connecting, ...), so
+    /// every row but Freeing's is the same. Columns follow [`Event::ALL`]:
+    /// not started, failed, ok, ok + AUTH, bad TLS, bad TLS + AUTH,
+    /// AUTH not sent, accepted, rejected, lost, disconnected, released.
+    #[rustfmt::skip]
+    const EXPECTED: [[[ConnState; 12]; 6]; 2] = [
+        [
+            /* Connecting     */ [RC, RC, CD, AU, RC, RC, RC, CD, RA, RC, RC, FR],
+            /* Reconnecting   */ [RC, RC, CD, AU, RC, RC, RC, CD, RA, RC, RC, FR],
+            /* Authenticating */ [RC, RC, CD, AU, RC, RC, RC, CD, RA, RC, RC, FR],
+            /* ReAuth         */ [RC, RC, CD, AU, RC, RC, RC, CD, RA, RC, RC, FR],
+            /* Connected      */ [RC, RC, CD, AU, RC, RC, RC, CD, RA, RC, RC, FR],
+            /* Freeing        */ [FR, FR, FR, FR, FR, FR, FR, FR, FR, FR, FR, FR],
+        ],
+        [
+            /* Connecting     */ [FR, FR, CD, AU, FR, FR, FR, CD, RA, FR, FR, FR],
+            /* Reconnecting   */ [FR, FR, CD, AU, FR, FR, FR, CD, RA, FR, FR, FR],
+            /* Authenticating */ [FR, FR, CD, AU, FR, FR, FR, CD, RA, FR, FR, FR],
+            /* ReAuth         */ [FR, FR, CD, AU, FR, FR, FR, CD, RA, FR, FR, FR],
+            /* Connected      */ [FR, FR, CD, AU, FR, FR, FR, CD, RA, FR, FR, FR],
+            /* Freeing        */ [FR, FR, FR, FR, FR, FR, FR, FR, FR, FR, FR, FR],
+        ],
+    ];
+
+    /// The column of `event` in [`EXPECTED`]; being an exhaustive match, it
+    /// stops compiling when an event is added without a column.
+    const fn column(event: Event) -> usize {
+        match event {
+            Event::ConnectNotStarted => 0,
+            Event::ConnectFailed => 1,
+            Event::ConnectSucceeded {
+                tls_ok: true,
+                needs_auth: false,
+            } => 2,
+            Event::ConnectSucceeded {
+                tls_ok: true,
+                needs_auth: true,
+            } => 3,
+            Event::ConnectSucceeded {
+                tls_ok: false,
+                needs_auth: false,
+            } => 4,
+            Event::ConnectSucceeded {
+                tls_ok: false,
+                needs_auth: true,
+            } => 5,
+            Event::AuthNotSent => 6,
+            Event::AuthAccepted => 7,
+            Event::AuthRejected => 8,
+            Event::AuthLost => 9,
+            Event::Disconnected => 10,
+            Event::Released => 11,
+        }
     }
 
     #[test]
-    fn draining_never_reconnects_and_freeing_is_terminal() {
-        use ConnState::*;
-        assert_eq!(next_state(Connected, Event::Disconnected, true), Freeing);
-        assert_eq!(next_state(Connected, Event::Released, true), Freeing);
-        for s in ConnState::ALL {
-            assert_eq!(next_state(Freeing, Event::AuthAccepted, false), Freeing);
-            assert_eq!(next_state(s, Event::Released, false), Freeing);
+    fn every_state_event_and_draining_flag_goes_where_the_table_says() {
+        let mut checked = 0;
+        for draining in [false, true] {
+            for from in ConnState::ALL {
+                for (e, event) in Event::ALL.into_iter().enumerate() {
+                    assert_eq!(column(event), e, "Event::ALL out of column order");
+                    let want = EXPECTED[usize::from(draining)][from as usize][e];
+                    assert_eq!(
+                        next_state(from, event, draining),
+                        want,
+                        "{from:?} + {event:?}, draining: {draining}"
+                    );
+                    checked += 1;
+                }
+            }
         }
+        assert_eq!(checked, 2 * 6 * 12);
     }
 }
