@@ -27,7 +27,7 @@
  *     most --inflight/16 new ones every 2 ms; one in 16 is a fan-out;
  *   - the main thread is the fault thread: it pauses redis nodes (CLIENT
  *     PAUSE) past the drain deadline, now and then kills one (restarted
- *     50-300 ms later) or resets every connection of the RESP server. It
+ *     20-150 ms later) or resets every connection of the RESP server. It
  *     started the servers, so their PR_SET_PDEATHSIG stays tied to a thread
  *     that lives to the end.
  *   Requests that land on the RESP server sometimes are CUT (half a reply,
@@ -963,19 +963,19 @@ static void inject_faults(void) {
     sleep_ms(10);
     restart_due(false);
     if (now_ms() < next_fault) continue;
-    next_fault = now_ms() + 60 + rng_below(&r, 140);
+    next_fault = now_ms() + 40 + rng_below(&r, 100);
     unsigned w = rng_below(&r, 50);
     int s = (int)rng_below(&r, REDIS_NODES);
-    if (w < 4) {
+    if (w < 2) {
       if (redis_up[s]) {
         redis_kill(&redis[s]);
         redis_up[s] = false;
-        restart_at[s] = now_ms() + 50 + rng_below(&r, 250);
+        restart_at[s] = now_ms() + 20 + rng_below(&r, 130);
         atomic_fetch_add(&f_kills, 1);
       }
-    } else if (w < 48) {
+    } else if (w < 49) {
       if (redis_up[s]) {
-        unsigned ms = MRConnManager_GetDrainTimeout() + 20 + rng_below(&r, 100);
+        unsigned ms = MRConnManager_GetDrainTimeout() + 10 + rng_below(&r, 50);
         if (redis_cmd(redis[s].port, NULL, 0, "CLIENT PAUSE %u", ms) == 0) {
           atomic_fetch_add(&f_pauses, 1);
           /* one in three: more would keep every pool at one connection */
