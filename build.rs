@@ -296,6 +296,9 @@ fn main() {
             "REDIS_ERR",
             "REDIS_OPT_NOAUTOFREEREPLIES",
             "REDIS_CONN_TCP",
+            "REDIS_DISCONNECTING",
+            "REDIS_IN_CALLBACK",
+            "REDIS_SUBSCRIBED",
         ],
     );
     bind(
@@ -321,6 +324,10 @@ fn main() {
             "uv_handle_t",
             "uv_poll_t",
             "uv_timer_t",
+            "uv_idle_t",
+            "uv_idle_init",
+            "uv_idle_start",
+            "uv_idle_stop",
             "uv_poll_init",
             "uv_poll_start",
             "uv_poll_stop",

@@ -29,8 +29,10 @@ typedef struct dc_req {
   MRConn *conn;          // where it was sent
   char echo[24];         // expected ECHO payload; empty: expects a nil (BLPOP timeout)
   int calls;             // callback invocations (must end at exactly 1)
-  int nulls;             // of which with a NULL reply
+  int nulls;             // of which with a NULL reply (the link broke)
+  int closed;            // of which with mrconn's error reply (it closed the connection)
   int bad;               // of which with a reply other than the expected one
+  char err[112];         // the text of the last error reply from mrconn
   uint64_t reply_us;     // now_us() at the (first) callback
 } dc_req;
 
@@ -38,6 +40,7 @@ typedef struct dc_req {
 typedef struct dc_counts {
   int replies;     // callbacks with a reply
   int nulls;       // callbacks with NULL
+  int closed;      // callbacks with mrconn's error reply ("ERR connection to ...")
   int duplicates;  // callbacks beyond the first for a request
   int bad;         // replies that were not the expected one
   uint64_t last_reply_us;
@@ -58,9 +61,18 @@ static inline void dc_on_reply(redisAsyncContext *ac, void *r, void *priv) {
     dc.nulls++;
     return;
   }
+  MRReply *reply = r;
+  size_t elen = 0;
+  const char *etext = MRReply_Type(reply) == REDIS_REPLY_ERROR ? MRReply_String(reply, &elen) : NULL;
+  if (etext && elen >= 18 && memcmp(etext, "ERR connection to ", 18) == 0) {
+    q->closed++;
+    dc.closed++;
+    snprintf(q->err, sizeof q->err, "%.*s", (int)elen, etext);
+    MRReply_Free(reply);
+    return;
+  }
   dc.replies++;
   dc.last_reply_us = now_us();
-  MRReply *reply = r;
   bool ok;
   if (q->echo[0]) {
     size_t len = 0;
@@ -195,6 +207,19 @@ typedef struct {
   MRConnManager *mgr;
   uint64_t value;
 } dc_stat_arg;
+
+static inline bool dc_nothing_queued(void *arg) {
+  MRConnDrainStats s;
+  memset(&s, 0, sizeof s);
+  MRConnManager_GetDrainStats(arg, &s);
+  return s.queued == 0;
+}
+
+// Runs the loop until the manager has opened and closed everything a resize
+// queued (it does so in slices of at most 250 us per loop iteration).
+static inline bool dc_settle(uv_loop_t *loop, MRConnManager *mgr) {
+  return loop_run_until(loop, dc_nothing_queued, mgr, 5000);
+}
 
 static inline bool dc_draining_is(void *arg) {
   dc_stat_arg *a = arg;

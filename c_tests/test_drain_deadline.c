@@ -2,13 +2,17 @@
 //
 // The drain deadline (issue 3): with MRConnManager_SetDrainTimeout(200), a
 // surplus connection whose server does not answer is closed by force about
-// 200 ms after the Shrink: each of its pending callbacks gets a NULL reply
-// exactly once, a warning names it, the stats count the forced drain and the
-// failed callbacks, and nothing leaks. Two servers that do not answer:
+// 200 ms after the Shrink: each of its pending callbacks gets exactly once an
+// error reply ("ERR connection to 127.0.0.1:<port> closed: drain deadline of
+// 200 ms reached", which RediSearch shows the client, where NULL would read as
+// "shard gone" and silently shrink the result) and never a NULL after it; a
+// warning names it, the stats count the forced drain and the failed
+// callbacks, and nothing leaks. Two servers that do not answer:
 //   - the harness's RESP server with never_reply_to (a shard that is stuck);
 //   - a real redis-server under CLIENT PAUSE ALL (a shard that is slow): the
 //     remaining connection's commands are answered once the pause ends.
-// The deadline is restored to the default 5000 ms at the end.
+// Shutdown gives what is left its own error reply. The deadline is restored
+// to the default at the end.
 #include "drain_common.h"
 
 #define POOL 4
@@ -42,27 +46,30 @@ static bool pool_connected(void *arg) {
 }
 
 // Checks the forced drain that the Shrink at t_shrink_us started: callbacks of
-// the surplus connections NULL once, at about the deadline; the warnings, the
-// stats and the closing notice.
-static void check_forced(MRConn *kept, int nreq, uint64_t t_shrink_us) {
-  int surplus_reqs = 0, null_ok = 0;
+// the surplus connections get the deadline's error reply once, at about the
+// deadline; the warnings, the stats and the closing notice.
+static void check_forced(MRConn *kept, int nreq, uint64_t t_shrink_us, int port) {
+  char want_err[112];
+  snprintf(want_err, sizeof want_err,
+           "ERR connection to 127.0.0.1:%d closed: drain deadline of 200 ms reached", port);
+  int surplus_reqs = 0, err_ok = 0;
   uint64_t first = UINT64_MAX, last = 0;
   for (int k = 0; k < nreq; k++) {
     if (reqs[k].conn == kept || reqs[k].calls == 0 || reqs[k].echo[0] == '\0') continue;
     if (reqs[k].reply_us < t_shrink_us) continue;  // answered before the shrink
     surplus_reqs++;
     CHECK_EQ_INT(reqs[k].calls, 1);
-    null_ok += reqs[k].nulls == 1;
+    CHECK_EQ_INT(reqs[k].nulls, 0);
+    err_ok += reqs[k].closed == 1 && strcmp(reqs[k].err, want_err) == 0;
     uint64_t at = reqs[k].reply_us - t_shrink_us;
     if (at < first) first = at;
     if (at > last) last = at;
   }
-  printf("  %d callbacks of the surplus connections got NULL %.1f..%.1f ms after Shrink "
-         "(deadline 200 ms)\n",
-         null_ok, first / 1000.0, last / 1000.0);
+  printf("  %d callbacks of the surplus connections got \"%s\" %.1f..%.1f ms after Shrink\n",
+         err_ok, want_err, first / 1000.0, last / 1000.0);
   CHECK_EQ_INT(surplus_reqs, (POOL - 1) * PER_CONN);
-  CHECK_EQ_INT(null_ok, surplus_reqs);
-  CHECK_MSG(first >= 150000 && last <= 1500000, "NULL replies at %" PRIu64 "..%" PRIu64 " us",
+  CHECK_EQ_INT(err_ok, surplus_reqs);
+  CHECK_MSG(first >= 150000 && last <= 1500000, "error replies at %" PRIu64 "..%" PRIu64 " us",
             first, last);
 
   CHECK_EQ_INT(host_log_count("warning", "Drain deadline reached after "), POOL - 1);
@@ -140,26 +147,38 @@ TEST(stuck_server_is_failed_at_the_deadline) {
   CHECK(dc_in(kept, conns, POOL));
 
   CHECK(loop_run_until(&loop, drains_over, NULL, 5000));
-  check_forced(kept, k, t0);
+  check_forced(kept, k, t0, resp_server_port(srv));
 
   // The server sees the forced closes.
   for (uint64_t end = now_ms() + 2000; resp_server_connections(srv) != 1 && now_ms() < end;)
     loop_run_for(&loop, 5);
   CHECK_EQ_INT(resp_server_connections(srv), 1);
 
-  // Shutdown fails what is left on the remaining connection, once.
-  int nulls_before = dc.nulls;
+  // Shutdown fails what is left on the remaining connection, once, with its
+  // own error reply.
+  int closed_before = dc.closed;
   MRConnManager_Shutdown(&mgr);
-  CHECK_EQ_INT(dc.nulls - nulls_before, PER_CONN);
+  CHECK_EQ_INT(dc.closed - closed_before, PER_CONN);
+  char want_shutdown[112];
+  snprintf(want_shutdown, sizeof want_shutdown,
+           "ERR connection to 127.0.0.1:%d closed: connection manager shut down",
+           resp_server_port(srv));
+  int shutdown_ok = 0;
+  for (int q = 0; q < k; q++)
+    shutdown_ok += reqs[q].conn == kept && strcmp(reqs[q].err, want_shutdown) == 0;
+  CHECK_EQ_INT(shutdown_ok, PER_CONN);
+  // Run the loop past the deferred frees: hiredis has nothing left to fail.
+  uv_run(&loop, UV_RUN_NOWAIT);
   for (int q = 0; q < k; q++) CHECK_EQ_INT(reqs[q].calls, 1);
+  CHECK_EQ_INT(dc.nulls, 0);
   CHECK_EQ_INT(dc.duplicates, 0);
   CHECK_EQ_INT(loop_count_open_handles(&loop), 0);
   loop_close_all_handles(&loop);
   CHECK_EQ_INT(uv_loop_close(&loop), 0);
   CHECK_EQ_INT((long long)host_alloc_live_count(), 0);
   resp_server_stop(srv);
-  MRConnManager_SetDrainTimeout(5000);
-  CHECK_EQ_INT(MRConnManager_GetDrainTimeout(), 5000);
+  MRConnManager_SetDrainTimeout(MRCONN_DRAIN_TIMEOUT_DEFAULT);
+  CHECK_EQ_INT(MRConnManager_GetDrainTimeout(), 5000); /* search-timeout 500 */
 }
 
 TEST(paused_server_is_failed_at_the_deadline) {
@@ -174,7 +193,7 @@ TEST(paused_server_is_failed_at_the_deadline) {
   for (int j = 0; j < POOL; j++)
     for (int n = 0; n < PER_CONN; n++) CHECK_EQ_INT(dc_send_echo(conns[j], &reqs[k++]), REDIS_OK);
   loop_run_for(&loop, 20);
-  CHECK_EQ_INT(dc.replies + dc.nulls, 0);
+  CHECK_EQ_INT(dc.replies + dc.nulls + dc.closed, 0);
 
   MRConnManager_SetDrainTimeout(200);
   host_log_clear();
@@ -189,13 +208,13 @@ TEST(paused_server_is_failed_at_the_deadline) {
   // The surplus is failed at the deadline; the remaining connection's
   // commands are answered when the pause ends.
   CHECK(loop_run_until(&loop, all_called, &k, 5000));
-  check_forced(kept, k, t0);
+  check_forced(kept, k, t0, r.port);
   int kept_replies = 0;
   uint64_t kept_at = 0;
   for (int q = 0; q < k; q++) {
     CHECK_EQ_INT(reqs[q].calls, 1);
     if (reqs[q].conn != kept) continue;
-    kept_replies += reqs[q].nulls == 0 && reqs[q].bad == 0;
+    kept_replies += reqs[q].nulls == 0 && reqs[q].closed == 0 && reqs[q].bad == 0;
     kept_at = reqs[q].reply_us - paused_at;
   }
   printf("  the remaining connection's %d commands were answered %.0f ms after the pause began\n",
@@ -208,8 +227,8 @@ TEST(paused_server_is_failed_at_the_deadline) {
 
   dc_finish_loop(&loop, &mgr);
   redis_stop(&r);
-  MRConnManager_SetDrainTimeout(5000);
-  CHECK_EQ_INT(MRConnManager_GetDrainTimeout(), 5000);
+  MRConnManager_SetDrainTimeout(MRCONN_DRAIN_TIMEOUT_DEFAULT);
+  CHECK_EQ_INT(MRConnManager_GetDrainTimeout(), 5000); /* search-timeout 500 */
 }
 
 HARNESS_MAIN(HARNESS_TEST(stuck_server_is_failed_at_the_deadline),

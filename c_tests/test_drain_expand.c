@@ -2,9 +2,10 @@
 //
 // Taking draining connections back (issue 3):
 //   - Expand while connections are draining: those still Connected to the
-//     same endpoint go back into the pool (stats.reclaimed), MRConn_Get
-//     returns them again at once, their in-flight replies arrive normally, and
-//     only the connections that had already closed are opened anew;
+//     same endpoint go back into the pool (stats.reclaimed) as it fills on
+//     the loop, MRConn_Get returns them again, their in-flight replies arrive
+//     normally, and only the connections that had already closed are opened
+//     anew;
 //   - pools flapping 8 -> 1 -> 8 under load reopen nothing while every
 //     surplus connection is still busy, and exactly the closed ones otherwise;
 //   - Add moving a node away and straight back: the old pool, still
@@ -87,6 +88,9 @@ TEST(expand_takes_draining_connections_back) {
   MRConnManager_Expand(&cl.mgr, POOL_A, &cl.loop);
   printf("  Expand(1 -> 6) with %d connections draining returned in %" PRIu64 " us\n", n_long,
          now_us() - t0);
+  // The pool fills on the loop, taking the draining connections back first.
+  CHECK_EQ_INT(dc_stats(&cl.mgr).queued, POOL_A - 1);
+  CHECK(dc_settle(&cl.loop, &cl.mgr));
   s = dc_stats(&cl.mgr);
   dc_print_stats("after Expand", s);
   CHECK_EQ_INT(s.reclaimed, n_long);
@@ -102,12 +106,11 @@ TEST(expand_takes_draining_connections_back) {
   if (line) printf("  log: %s\n", line);
   free(line);
 
-  // At once, before the new ones connect, MRConn_Get hands out the kept and
-  // the reclaimed connections.
+  // Whether or not the new ones connected yet, MRConn_Get hands out the
+  // kept and the reclaimed connections.
   MRConn *seen[DC_MAX_POOL];
   int n = dc_distinct(&cl.mgr, "n0", POOL_A, seen);
-  CHECK_EQ_INT(n, 1 + n_long);
-  for (int j = 0; j < n; j++) CHECK(dc_in(seen[j], conns, POOL_A));
+  CHECK(n >= 1 + n_long);
   for (int j = 0; j < POOL_A; j++)
     if (is_long[j] && conns[j] != kept) CHECK(dc_in(conns[j], seen, n));
 
@@ -145,6 +148,7 @@ TEST(flapping_pools_reopen_only_closed_connections) {
     CHECK_EQ_INT(dc_stats(&cl.mgr).draining, NODES_B * (POOL_B - 1));
     loop_run_for(&cl.loop, 10);
     MRConnManager_Expand(&cl.mgr, POOL_B, &cl.loop);
+    CHECK(dc_settle(&cl.loop, &cl.mgr));
     MRConnDrainStats s = dc_stats(&cl.mgr);
     CHECK_EQ_INT(s.reclaimed, (f + 1) * NODES_B * (POOL_B - 1));
     CHECK_EQ_INT(s.draining, 0);
@@ -162,6 +166,7 @@ TEST(flapping_pools_reopen_only_closed_connections) {
   // Idle now: a flap closes the surplus and opens exactly as many anew.
   MRConnManager_Shrink(&cl.mgr, 1);
   MRConnManager_Expand(&cl.mgr, POOL_B, &cl.loop);
+  CHECK(dc_settle(&cl.loop, &cl.mgr));
   MRConnDrainStats s = dc_stats(&cl.mgr);
   CHECK_EQ_INT(s.reclaimed, FLAPS * NODES_B * (POOL_B - 1));
   opened = host_log_count("debug", "Switching state to Connecting");
@@ -190,16 +195,20 @@ TEST(add_moving_a_node_back_takes_its_draining_pool_back) {
   CHECK(MRConnManager_Add(&cl.mgr, &cl.loop, "n0", &cl.ep[1]));
   CHECK_EQ_INT(dc_stats(&cl.mgr).draining, POOL_C);
   CHECK(MRConnManager_Add(&cl.mgr, &cl.loop, "n0", &cl.ep[0]));
+  // The pool to server 1 had only its first connection, not started yet:
+  // it closed at once. The new pool takes one old connection back at once,
+  // the others on the loop.
+  CHECK(host_log_count("notice", "MRConnManager_Add: node n0: 1 connections closed idle, 0 draining") == 1);
+  CHECK_EQ_INT(dc_stats(&cl.mgr).reclaimed, 1);
+  CHECK(dc_settle(&cl.loop, &cl.mgr));
   MRConnDrainStats s = dc_stats(&cl.mgr);
   dc_print_stats("after moving back", s);
   CHECK_EQ_INT(s.reclaimed, POOL_C);
   CHECK_EQ_INT(s.draining, 0);
-  // The pool to server 1 had not connected yet: it closed at once.
-  CHECK(host_log_count("notice", "MRConnManager_Add: node n0: 4 connections closed idle, 0 draining") == 1);
   char tag[96];
   snprintf(tag, sizeof tag, "127.0.0.1:%d Connecting] Switching state to Connecting", cl.redis[0].port);
   CHECK_EQ_INT(host_log_count("debug", tag), 0);
-  // The old connections are the pool again, at once.
+  // The old connections are the pool again.
   MRConn *seen[DC_MAX_POOL];
   CHECK_EQ_INT(dc_distinct(&cl.mgr, "n0", POOL_C, seen), POOL_C);
   for (int j = 0; j < POOL_C; j++) CHECK(dc_in(seen[j], old, POOL_C));

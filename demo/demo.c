@@ -11,7 +11,9 @@
 //     connections closing right after their last reply;
 //  3. the pools grow back to 8 while connections drain (they are reclaimed),
 //     then a node is paused past a 300 ms drain deadline: its commands fail
-//     cleanly with NULL replies instead of hanging.
+//     cleanly with an error reply that names the deadline (RediSearch shows
+//     it to the client) instead of hanging, or of a NULL that RediSearch
+//     would read as "shard gone" and answer with fewer results.
 //
 // The RediSearch side is played by the test host (c_tests/host), whose log
 // sink prints the library's notices and warnings.
@@ -33,7 +35,8 @@ static uv_loop_t loop;
 static MRConnManager mgr;
 static redis_proc nodes[NODES];
 static const char *ids[NODES] = {"shard-a", "shard-b", "shard-c"};
-static int total_sent, done, ok, null_replies, duplicates;
+static int total_sent, done, ok, null_replies, error_replies, duplicates;
+static char last_error[128];
 static unsigned char seen[INFLIGHT * 4];
 
 static void on_reply(redisAsyncContext *ac, void *r, void *priv) {
@@ -41,7 +44,16 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv) {
   size_t i = (size_t)(uintptr_t)priv;
   if (seen[i]++) duplicates++;
   done++;
-  if (r) ok++; else null_replies++;
+  size_t len = 0;
+  if (!r) {
+    null_replies++;
+  } else if (MRReply_Type(r) == REDIS_REPLY_ERROR) {
+    error_replies++;
+    const char *s = MRReply_String(r, &len);
+    snprintf(last_error, sizeof last_error, "%.*s", (int)len, s);
+  } else {
+    ok++;
+  }
   MRReply_Free(r);
 }
 
@@ -52,16 +64,32 @@ static bool forced_once(void *arg) {
   return st.forced > 0;
 }
 
+// Every pool whole and every connection Connected: POOL round-robin picks
+// give POOL distinct connections.
 static bool all_connected(void *arg) {
   (void)arg;
   for (int i = 0; i < NODES; i++) {
-    const char *s = MRConnManager_GetNodeState(&mgr, ids[i]);
-    if (!s || strcmp(s, "Connected") != 0) return false;
+    MRConn *seen[POOL];
+    int n = 0;
+    for (int k = 0; k < POOL; k++) {
+      MRConn *c = MRConn_Get(&mgr, ids[i]);
+      bool dup = !c;
+      for (int j = 0; j < n && !dup; j++) dup = seen[j] == c;
+      if (dup) return false;
+      seen[n++] = c;
+    }
   }
   return true;
 }
 
 static bool finished(void *arg) { return done >= *(int *)arg; }
+
+static bool nothing_queued(void *arg) {
+  (void)arg;
+  MRConnDrainStats st;
+  MRConnManager_GetDrainStats(&mgr, &st);
+  return st.queued == 0;
+}
 
 // Prints the library's notices and warnings logged since the last call.
 static void print_logs(void) {
@@ -160,9 +188,9 @@ int main(void) {
   print_logs();
   MRConnDrainStats st;
   MRConnManager_GetDrainStats(&mgr, &st);
-  printf("  => %d sent, %d real replies, %d NULL, %d lost, %d duplicated; drains: %" PRIu64
+  printf("  => %d sent, %d real replies, %d errors, %d NULL, %d lost, %d duplicated; drains: %" PRIu64
          " graceful, %" PRIu64 " forced\n",
-         sent, ok, null_replies, sent - done, duplicates, st.graceful, st.forced);
+         sent, ok, error_replies, null_replies, sent - done, duplicates, st.graceful, st.forced);
 
   printf("\n2. Flap 1 -> 8 -> 1 -> 8 under load: draining connections are taken back\n");
   MRConnManager_Expand(&mgr, POOL, &loop);
@@ -171,9 +199,14 @@ int main(void) {
   int before = done;
   int more = send_slow(INFLIGHT / 2, "0.1");
   MRConnManager_Shrink(&mgr, 1);
+  uint64_t t_expand = now_us();
   MRConnManager_Expand(&mgr, POOL, &loop);
+  uint64_t expand_us = now_us() - t_expand;
+  loop_run_until(&loop, nothing_queued, NULL, 5000);
   MRConnManager_GetDrainStats(&mgr, &st);
-  printf("  reclaimed %" PRIu64 " draining connections instead of opening new ones\n", st.reclaimed);
+  printf("  Expand returned in %" PRIu64 " us; on the loop's next iteration the pools took back %" PRIu64
+         " draining connections instead of opening new ones\n",
+         expand_us, st.reclaimed);
   int target = before + more;
   loop_run_until(&loop, finished, &target, 5000);
   printf("  => %d more sent, all %d answered\n", more, done - before);
@@ -183,28 +216,30 @@ int main(void) {
   MRConnManager_SetDrainTimeout(300);
   char out[128];
   before = done;
-  int null_before = null_replies;
+  int errors_before = error_replies;
   more = send_slow(48, "0.1");
   redis_cmd(nodes[0].port, out, sizeof out, "CLIENT PAUSE 2000 ALL");
   loop_run_for(&loop, 150);
   t0 = now_us();
   MRConnManager_Shrink(&mgr, 1);
   loop_run_until(&loop, forced_once, NULL, 5000);
-  printf("  t=%5.0f ms  the paused node's surplus closed by force: %d callbacks got NULL\n",
-         (now_us() - t0) / 1000.0, null_replies - null_before);
+  printf("  t=%5.0f ms  the paused node's surplus closed by force: %d callbacks got the error reply\n"
+         "             \"%s\"\n",
+         (now_us() - t0) / 1000.0, error_replies - errors_before, last_error);
   target = before + more;
   loop_run_until(&loop, finished, &target, 5000);
   printf("  t=%5.0f ms  the pause ended; the kept connections answered the rest: %d real replies\n",
-         (now_us() - t0) / 1000.0, done - before - (null_replies - null_before));
+         (now_us() - t0) / 1000.0, done - before - (error_replies - errors_before));
   print_logs();
 
   MRConnManager_Shutdown(&mgr);
   loop_close_all_handles(&loop);
   int rc = uv_loop_close(&loop);
   for (int i = 0; i < NODES; i++) redis_stop(&nodes[i]);
-  printf("\nSummary: %d commands sent, %d real replies, %d NULL (forced), callbacks lost %d, duplicated %d\n",
-         total_sent, ok, null_replies, total_sent - done, duplicates);
+  printf("\nSummary: %d commands sent, %d real replies, %d error replies (forced), %d NULL, callbacks lost "
+         "%d, duplicated %d\n",
+         total_sent, ok, error_replies, null_replies, total_sent - done, duplicates);
   printf("Shutdown: loop closed %s, %zu bytes still allocated\n", rc == 0 ? "cleanly" : "with handles open",
          host_alloc_live_bytes());
-  return (rc == 0 && total_sent == done && duplicates == 0) ? 0 : 1;
+  return (rc == 0 && total_sent == done && duplicates == 0 && null_replies == 0) ? 0 : 1;
 }

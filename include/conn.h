@@ -20,6 +20,10 @@
 /* Opaque: callers hold pointers from MRConn_Get only. */
 typedef struct MRConn MRConn;
 
+// `MRConnManager_SetDrainTimeout(MRCONN_DRAIN_TIMEOUT_DEFAULT)` restores the
+// default drain deadline, derived from RediSearch's query timeout.
+#define MRCONN_DRAIN_TIMEOUT_DEFAULT 4294967295
+
 // The state of a connection (`conn.h`).
 typedef enum {
   // TCP (and TLS) handshake in flight.
@@ -67,8 +71,12 @@ typedef struct {
   uint64_t broken;
   // Draining connections taken back by `Expand` or `Add`.
   uint64_t reclaimed;
-  // Callbacks that got a NULL reply because a drain was forced.
+  // Callbacks of draining connections that got no reply from their shard:
+  // an error reply when the drain was forced, NULL when the link broke.
   uint64_t failedCallbacks;
+  // Connections still to open or close on the loop, a slice per
+  // iteration, after a resize or topology change.
+  uint64_t queued;
 } MRConnDrainStats;
 
 #ifdef __cplusplus
@@ -114,9 +122,10 @@ MRConn *MRConn_Get(MRConnManager *mgr, const char *id);
 // 2. `id` is NULL or a NUL-terminated string.
 const char *MRConnManager_GetNodeState(MRConnManager *mgr, const char *id);
 
-// Sends `cmd` on `c`; `fn_` later gets the reply, or NULL if the connection
-// is torn down first. `REDIS_ERR` when `c` is not connected or draining, or
-// the command cannot be formatted.
+// Sends `cmd` on `c`; `fn_` later gets exactly once the reply, an error
+// reply if mrconn closes the connection first (drain deadline, Shutdown),
+// or NULL if its link breaks. `REDIS_ERR` when `c` is not connected or
+// draining, or the command cannot be formatted.
 //
 // # Safety
 // 1. `c` is NULL or a connection returned by `MRConn_Get` on this loop
@@ -157,30 +166,36 @@ int MRConnManager_Disconnect(MRConnManager *m, const char *id);
 void MRConnManager_Shrink(MRConnManager *m, uint32_t num);
 
 // Grows every pool to `num` connections, taking back draining ones first.
-// Needs `nodeConns < num <= 4096`; anything else is logged and ignored.
+// Needs `nodeConns < num`; anything else is logged and ignored. A size
+// above 4096 is clamped to 4096, with a warning (as in `Init`).
 //
 // # Safety
 // 1. `m` is NULL or an initialised manager, used on its loop thread.
 // 2. `loop_` is NULL or the live loop of that thread.
 void MRConnManager_Expand(MRConnManager *m, uint32_t num, uv_loop_t *loop_);
 
-// Closes every connection now (pending callbacks get NULL, draining ones
-// too) and releases the map. Every libuv handle of the library is closing
-// when this returns; their memory goes on the loop's next iteration.
+// Closes every connection now and releases the map. Every callback still
+// pending, on pool and draining connections alike, gets an error reply
+// ("ERR connection to host:port closed: connection manager shut down").
+// Every libuv handle of the library is closing when this returns; their
+// memory goes on the loop's next iteration.
 //
 // # Safety
 // 1. `mgr` is NULL or a manager, used on its loop thread (or, if the loop
 //    never ran, the thread that owns it).
 void MRConnManager_Shutdown(MRConnManager *mgr);
 
-// Sets the deadline of drains that start from now on, in milliseconds
-// (default 5000). At the deadline a draining connection is closed by force
-// and its pending callbacks get a NULL reply. 0 fails pending work on the
-// loop's next timer pass.
+// Sets the deadline of drains that start from now on, in milliseconds. At
+// the deadline a draining connection is closed by force and each of its
+// pending callbacks gets an error reply ("ERR connection to host:port
+// closed: drain deadline of N ms reached"). 0 means no deadline (drains
+// wait as long as their work takes, as conn.c does).
+// `MRCONN_DRAIN_TIMEOUT_DEFAULT` restores the default: `max(5000,
+// search-timeout + 1000)` ms, or no deadline when `search-timeout` is 0.
 // Any thread.
 void MRConnManager_SetDrainTimeout(uint32_t timeoutMS);
 
-// The deadline of drains that start now, in milliseconds.
+// The deadline a drain starting now would use, in milliseconds; 0: none.
 uint32_t MRConnManager_GetDrainTimeout(void);
 
 // Fills `out` with `mgr`'s drain statistics: `REDIS_OK`, or `REDIS_ERR` on

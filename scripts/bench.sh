@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # The benchmarks: one JSON object per line, one line per scenario (see
 # bench/bench.c). Run after scripts/setup.sh; builds in Release first.
-#   scripts/bench.sh              all scenarios, then the callgrind count
+#   scripts/bench.sh              all scenarios, then scale, then the callgrind count
 #   scripts/bench.sh hot_path ... only those scenarios (no callgrind)
+#   scripts/bench.sh scale        only the scale scenario (bench/scale.c)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" --target mrconn_bench >/dev/null
+cmake --build build -j"$(nproc)" --target mrconn_bench mrconn_scale >/dev/null
+# 10,000 connections, and the redis-servers' side of them.
+ulimit -n "$(ulimit -Hn)"
+if [ "${1:-}" = scale ]; then exec build/mrconn_scale; fi
 build/mrconn_bench "$@"
 [ $# -eq 0 ] || exit 0
+build/mrconn_scale
 
 # Instructions per MRConn_Get + MRConn_SendCommand, counted by callgrind over
 # exactly the measured function (repeatable, unlike wall time).

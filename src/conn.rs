@@ -19,7 +19,7 @@ use crate::sys::hiredis::{
     redisOptions,
 };
 use crate::sys::uv::{uv_handle_t, uv_loop_t, uv_timer_t};
-use crate::{drain, tls};
+use crate::{drain, pending, tls};
 
 const RECONNECT_MS: u64 = 250;
 const REAUTH_MS: u64 = 1000;
@@ -36,6 +36,10 @@ pub struct Draining {
     pub since: Instant,
     /// Callbacks pending as of the last read.
     pub pending: u64,
+    /// Its deadline, if it has one.
+    pub deadline_ms: Option<u32>,
+    /// Its place in the registry's list, for an O(1) removal.
+    pub slot: usize,
 }
 
 /// A connection: `MRConn` to C, which only ever holds pointers to it.
@@ -50,6 +54,24 @@ pub struct MRConn {
     loop_: NonNull<uv_loop_t>,
     /// Back-off while Reconnecting/ReAuth, drain deadline while draining.
     pub(crate) timer: Timer,
+    /// Set once a warning of mrconn's own (one conn.c does not log) has
+    /// reported the current outage; cleared on reaching Connected.
+    warned: bool,
+    /// Whether a backlog job holds this connection.
+    queued: Queued,
+}
+
+/// Who frees a connection that a backlog job holds: its memory goes when
+/// both the job and the timer's close callback are done with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    No,
+    /// In its pool, to start connecting.
+    ToStart,
+    /// Out of every pool, to close.
+    ToClose,
+    /// Torn down while queued: the job frees it.
+    Freed,
 }
 
 /// Shorthand for the `[ptr host:port State]` prefix of every log line.
@@ -77,6 +99,19 @@ impl MRConn {
     /// 1. `ep` is a valid endpoint (its strings NUL-terminated or NULL).
     /// 2. `loop_` is live; this runs on its thread or before it runs.
     pub unsafe fn open(ep: &MREndpoint, loop_: NonNull<uv_loop_t>) -> NonNull<MRConn> {
+        // SAFETY: 1. and 2.
+        let conn = unsafe { MRConn::new(ep, loop_) };
+        start_connect(conn);
+        conn
+    }
+
+    /// A new connection to `ep` on `loop_`, `Connecting` but not started:
+    /// [`MRConn::start`] starts it.
+    ///
+    /// # Safety
+    /// 1. `ep` is a valid endpoint (its strings NUL-terminated or NULL).
+    /// 2. `loop_` is live; this runs on its thread or before it runs.
+    pub unsafe fn new(ep: &MREndpoint, loop_: NonNull<uv_loop_t>) -> NonNull<MRConn> {
         let conn = Box::into_raw(Box::new(MRConn {
             ac: None,
             state: ConnState::Connecting,
@@ -85,6 +120,8 @@ impl MRConn {
             ep: empty_endpoint(),
             loop_,
             timer: Timer::new(),
+            warned: false,
+            queued: Queued::No,
         }));
         // SAFETY: `conn` is a fresh, valid allocation.
         let c = unsafe { &mut *conn };
@@ -93,10 +130,52 @@ impl MRConn {
         // SAFETY: the timer lives inside the boxed connection, freed only by
         // its own close callback; 2.
         unsafe { Timer::init(&raw mut c.timer, loop_, conn.cast()) };
-        let conn = NonNull::from(c);
+        // The pointer from Box::into_raw is the one every user of the
+        // connection derives from.
+        // SAFETY: Box::into_raw never returns NULL.
+        let conn = unsafe { NonNull::new_unchecked(conn) };
         log_switch(conn, ConnState::Connecting);
-        start_connect(conn);
         conn
+    }
+
+    /// Starts the connect of a connection from [`MRConn::new`].
+    pub fn start(conn: NonNull<MRConn>) {
+        start_connect(conn);
+    }
+
+    /// Marks `conn` as held by a backlog job: one that closes it, or one
+    /// that starts it.
+    pub fn queue(conn: NonNull<MRConn>, to_close: bool) {
+        let mark = if to_close {
+            Queued::ToClose
+        } else {
+            Queued::ToStart
+        };
+        // SAFETY: callers pass live connections, on the loop thread.
+        unsafe { (*conn.as_ptr()).queued = mark };
+    }
+
+    /// A backlog job lets go of `conn`: the connection, if the job is to act
+    /// on it; `None` if it was torn down meanwhile (and is freed now, or by
+    /// its timer's close callback).
+    pub fn unqueue(conn: NonNull<MRConn>) -> Option<NonNull<MRConn>> {
+        // SAFETY: a queued connection's memory lives until its job lets go.
+        let c = unsafe { &mut *conn.as_ptr() };
+        match std::mem::replace(&mut c.queued, Queued::No) {
+            Queued::Freed => {
+                // SAFETY: from Box::into_raw in `new`; its timer has closed
+                // and nothing else refers to it.
+                drop(unsafe { Box::from_raw(conn.as_ptr()) });
+                None
+            }
+            _ if c.state == ConnState::Freeing => None,
+            _ => Some(conn),
+        }
+    }
+
+    /// Its loop.
+    pub fn event_loop(&self) -> NonNull<uv_loop_t> {
+        self.loop_
     }
 
     /// Its state.
@@ -105,10 +184,15 @@ impl MRConn {
         self.state
     }
 
-    /// Whether new commands may go to it.
+    /// Whether new commands may go to it: Connected, and not leaving.
     #[inline]
     pub fn is_ready(&self) -> bool {
-        self.state == ConnState::Connected && self.draining.is_none()
+        self.state == ConnState::Connected && !self.is_leaving()
+    }
+
+    /// Whether it left its pool: draining, or queued to close.
+    fn is_leaving(&self) -> bool {
+        self.draining.is_some() || self.queued == Queued::ToClose
     }
 
     /// Its endpoint.
@@ -140,7 +224,7 @@ impl MRConn {
     ) -> c_int {
         let tag = Tag(NonNull::from(&*self));
         if !self.is_ready() {
-            if self.draining.is_some() {
+            if self.is_leaving() {
                 hlog!(
                     Level::Warning,
                     "{tag} Tried to send command to a draining connection"
@@ -198,12 +282,20 @@ impl MRConn {
     }
 
     fn switch(conn: NonNull<MRConn>, event: Event) {
+        // Only a release frees a connection with callbacks pending; this
+        // text never reaches one.
+        MRConn::transition(conn, event, "connection closed");
+    }
+
+    /// Moves `conn` on `event`; if that frees it, `why` ends the error reply
+    /// of every callback still pending.
+    fn transition(conn: NonNull<MRConn>, event: Event, why: &str) {
         // SAFETY: callers pass live connections, on the loop thread.
         let c = unsafe { &mut *conn.as_ptr() };
         if c.state == ConnState::Freeing {
             return;
         }
-        let to = next_state(c.state, event, c.draining.is_some());
+        let to = next_state(c.state, event, c.is_leaving());
         log_switch(conn, to);
         c.state = to;
         match to {
@@ -213,43 +305,73 @@ impl MRConn {
             }
             ConnState::ReAuth => c.timer.start(REAUTH_MS, on_reauth_timer),
             ConnState::Authenticating => send_auth(conn),
-            ConnState::Connecting | ConnState::Connected => {}
-            ConnState::Freeing => {
-                // Upstream asks hiredis to disconnect, which waits without
-                // bound for every pending reply and leaves the context
-                // unowned meanwhile (its libuv handles open past Shutdown).
-                // Here the context goes at once: a connection is released
-                // with no user command pending (the drain waits for that)
-                // unless its time is up (deadline, Shutdown), and then those
-                // callbacks get their NULL reply now; an AUTH in flight gets
-                // one too, which our callback ignores.
-                let ac = c.ac.take();
-                c.protocol = 0;
-                if let Some(ac) = ac {
-                    // User callbacks run in here and may call back with
-                    // this connection (it refuses them: Freeing), so no
-                    // reference to it is held across.
-                    free_context(ac);
-                }
-                // SAFETY: the connection lives until its timer's close
-                // callback; the borrow above has ended.
-                unsafe { &mut *conn.as_ptr() }.free();
-            }
+            ConnState::Connecting => {}
+            ConnState::Connected => c.warned = false,
+            ConnState::Freeing => MRConn::teardown(conn, why),
         }
     }
 
-    /// Tears the connection down (`Freeing`): its hiredis context is freed
-    /// at once, and any callback still pending gets a NULL reply, inside this
-    /// call unless hiredis is in a callback of that context (then just after).
-    pub fn release(conn: NonNull<MRConn>) {
-        MRConn::switch(conn, Event::Released);
+    /// Frees a connection now in `Freeing`. Upstream asks hiredis to
+    /// disconnect, which waits without bound for every pending reply and
+    /// leaves the context unowned meanwhile (its libuv handles open past
+    /// Shutdown). Here the context goes at once: a drain releases its
+    /// connection only once nothing is pending, or when its time is up
+    /// (deadline, Shutdown), and then every callback still pending gets an
+    /// error reply naming `why`, which RediSearch shows the client. A NULL
+    /// reply would read as "shard gone" and silently shrink the result.
+    fn teardown(conn: NonNull<MRConn>, why: &str) {
+        // SAFETY: callers pass live connections, on the loop thread.
+        let c = unsafe { &mut *conn.as_ptr() };
+        if c.draining.is_some() {
+            // Only a broken link frees a draining connection before its
+            // drain ends; end it here, so none outlives its connection.
+            drain::on_link_lost(conn);
+        }
+        // SAFETY: as above; `on_link_lost` holds no reference to it.
+        let c = unsafe { &mut *conn.as_ptr() };
+        c.protocol = 0;
+        let ac = c.ac.take();
+        if let Some(ac) = ac {
+            // SAFETY: `ac` is this connection's live context.
+            let text = (unsafe { pending::callbacks(ac) } > 0)
+                .then(|| format!("ERR connection to {}:{} closed: {why}", c.host(), c.port()));
+            // User callbacks run in here and may call back with this
+            // connection (it refuses them: Freeing), so no reference to it
+            // is held across.
+            free_context(ac, text.as_deref());
+        }
+        // SAFETY: the connection lives until its timer's close callback; the
+        // borrows above have ended.
+        unsafe { &mut *conn.as_ptr() }.free();
     }
 
-    /// Severs the link to the hiredis context and frees it.
+    /// Tears the connection down (`Freeing`): its hiredis context is freed
+    /// at once, and every callback still pending gets an error reply ending
+    /// in `why` ("ERR connection to host:port closed: <why>"), inside this
+    /// call.
+    pub fn release(conn: NonNull<MRConn>, why: &str) {
+        MRConn::transition(conn, Event::Released, why);
+    }
+
+    /// Severs the link to a context that failed (the link broke, or never
+    /// came up) and frees it: as in hiredis and conn.c, whatever was pending
+    /// gets NULL, the shard being gone.
     fn detach(&mut self) {
         self.protocol = 0;
         if let Some(ac) = self.ac.take() {
-            free_context(ac);
+            free_context(ac, None);
+        }
+    }
+
+    /// Logs one of mrconn's own warnings about the link, once per outage:
+    /// conn.c is silent there, and a connection that keeps failing retries
+    /// every 250 ms.
+    fn warn_once(conn: NonNull<MRConn>, what: &str) {
+        // SAFETY: callers pass live connections, on the loop thread.
+        let c = unsafe { &mut *conn.as_ptr() };
+        if !c.warned {
+            c.warned = true;
+            hlog!(Level::Warning, "{} {what}", Tag(conn));
         }
     }
 
@@ -262,12 +384,18 @@ impl MRConn {
     }
 }
 
-/// Frees a context we no longer own: its pending callbacks get a NULL reply
-/// (ours ignore it: `data` is cleared first). From inside one of its own
-/// callbacks hiredis defers this until that callback returns.
-fn free_context(ac: NonNull<redisAsyncContext>) {
+/// Frees a context we no longer own (`data` is cleared first, so our own
+/// callbacks ignore it). With `error`, every pending callback first gets an
+/// error reply of that text; hiredis then fails nothing. Without, hiredis
+/// gives them NULL. From inside one of the context's own callbacks hiredis
+/// defers the free until that callback returns.
+fn free_context(ac: NonNull<redisAsyncContext>, error: Option<&str>) {
     // SAFETY: callers pass a live context they just took from its connection.
     unsafe { (*ac.as_ptr()).data = ptr::null_mut() };
+    if let Some(text) = error {
+        // SAFETY: as above; it is freed right below.
+        unsafe { pending::fail_all(ac, text) };
+    }
     // SAFETY: as above; nothing of ours refers to it any more.
     unsafe { redisAsyncFree(ac.as_ptr()) };
 }
@@ -436,12 +564,9 @@ fn send_auth(conn: NonNull<MRConn>) {
 
 extern "C" fn on_connect(ac: *const redisAsyncContext, status: c_int) {
     // SAFETY: hiredis passes its live context.
+    // A context is freed as soon as it is detached, so it always has an owner
+    // here; a callback on an ownerless one has nothing to do.
     let Some(conn) = (unsafe { owner(ac) }) else {
-        if status == REDIS_OK as c_int {
-            // Detached while connecting: no disconnect callback will follow.
-            // SAFETY: the context is live and nobody else references it.
-            unsafe { redisAsyncFree(ac.cast_mut()) };
-        }
         return;
     };
     if status != REDIS_OK as c_int {
@@ -463,24 +588,17 @@ extern "C" fn on_disconnect(ac: *const redisAsyncContext, status: c_int) {
     let Some(conn) = (unsafe { owner(ac) }) else {
         return;
     };
+    // Beyond upstream, which switches silently: a link that broke with an
+    // error (server gone, TLS handshake rejected after the connect callback)
+    // gets a warning, once per outage. A draining connection reports its
+    // broken link in its drain's terms instead.
     // SAFETY: `conn` is live.
-    if unsafe { conn.as_ref() }.draining.is_some() {
-        drain::on_link_lost(conn);
-    } else {
-        // Beyond upstream, which switches silently: a link that broke with
-        // an error (server gone, TLS handshake rejected after the connect
-        // callback) gets a warning, as connect/auth/TLS failures do.
-        if status != REDIS_OK as c_int {
-            // SAFETY: as above.
-            let why = unsafe { context_error(ac) };
-            hlog!(
-                Level::Warning,
-                "{} Disconnected from node: {why}",
-                Tag(conn)
-            );
-        }
-        MRConn::switch(conn, Event::Disconnected);
+    if status != REDIS_OK as c_int && !unsafe { conn.as_ref() }.is_leaving() {
+        // SAFETY: as above.
+        let why = unsafe { context_error(ac) };
+        MRConn::warn_once(conn, &format!("Disconnected from node: {why}"));
     }
+    MRConn::switch(conn, Event::Disconnected);
 }
 
 /// The error text of a context, for a log line.
@@ -508,11 +626,7 @@ extern "C" fn on_auth(ac: *mut redisAsyncContext, reply: *mut c_void, _privdata:
             // happens after the connect callback); say why.
             // SAFETY: as above.
             let why = unsafe { context_error(ac) };
-            hlog!(
-                Level::Warning,
-                "{} Lost the link while authenticating: {why}",
-                Tag(conn)
-            );
+            MRConn::warn_once(conn, &format!("Lost the link while authenticating: {why}"));
             Event::AuthLost
         } else {
             // SAFETY: a non-NULL reply from hiredis.
@@ -569,8 +683,15 @@ extern "C" fn on_reauth_timer(timer: *mut uv_timer_t) {
 
 extern "C" fn on_timer_closed(handle: *mut uv_handle_t) {
     // SAFETY: the timer's `data` is its connection, which was Box-allocated
-    // in `open` and is referenced by nothing once Freeing.
+    // in `new` and is referenced by nothing once Freeing but a backlog job.
     let conn = unsafe { (*handle).data }.cast::<MRConn>();
+    // SAFETY: as above.
+    let queued = unsafe { &mut (*conn).queued };
+    if matches!(*queued, Queued::ToStart | Queued::ToClose) {
+        // The job frees it when it comes to it.
+        *queued = Queued::Freed;
+        return;
+    }
     // SAFETY: as above.
     drop(unsafe { Box::from_raw(conn) });
 }

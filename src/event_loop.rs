@@ -14,9 +14,9 @@ use crate::sys::hiredis::{
     timeval,
 };
 use crate::sys::uv::{
-    UV_READABLE, UV_WRITABLE, uv_close, uv_handle_t, uv_loop_t, uv_poll_init, uv_poll_start,
-    uv_poll_stop, uv_poll_t, uv_timer_init, uv_timer_start, uv_timer_stop, uv_timer_t,
-    uv_update_time,
+    UV_READABLE, UV_WRITABLE, uv_close, uv_handle_t, uv_idle_init, uv_idle_start, uv_idle_stop,
+    uv_idle_t, uv_loop_t, uv_poll_init, uv_poll_start, uv_poll_stop, uv_poll_t, uv_timer_init,
+    uv_timer_start, uv_timer_stop, uv_timer_t, uv_update_time,
 };
 
 /// Called after hiredis has handled a read on a live context.
@@ -25,13 +25,16 @@ pub type AfterRead = fn(NonNull<redisAsyncContext>);
 /// The libuv side of one hiredis context: `ac->ev.data`.
 struct Attachment {
     poll: uv_poll_t,
-    timer: uv_timer_t,
+    /// hiredis's timer, for its connect timeout only (mrconn sets no command
+    /// timeout): made on first use, so most connections never carry one.
+    timer: Option<NonNull<uv_timer_t>>,
     /// NULL once hiredis has released the context.
     ac: *mut redisAsyncContext,
     events: c_int,
-    /// Handles not yet closed; the attachment is freed when both are.
+    /// Handles not yet closed; the attachment is freed when none is.
     open_handles: u8,
     after_read: AfterRead,
+    loop_: NonNull<uv_loop_t>,
 }
 
 /// Why a context could not be attached.
@@ -53,11 +56,12 @@ pub unsafe fn attach(
     let fd = unsafe { (*ac).c.fd };
     let att = Box::into_raw(Box::new(Attachment {
         poll: uv_poll_t::default(),
-        timer: uv_timer_t::default(),
+        timer: None,
         ac,
         events: 0,
         open_handles: 0,
         after_read,
+        loop_,
     }));
     // SAFETY: `att` is ours until both handles close.
     let a = unsafe { &mut *att };
@@ -68,11 +72,8 @@ pub unsafe fn attach(
         drop(unsafe { Box::from_raw(att) });
         return Err(AttachError);
     }
-    // SAFETY: as above; timer init cannot fail on a live loop.
-    unsafe { uv_timer_init(loop_.as_ptr(), &mut a.timer) };
-    a.open_handles = 2;
+    a.open_handles = 1;
     a.poll.data = att.cast();
-    a.timer.data = att.cast();
     // SAFETY: 1. `ac` is live and its `ev` block is ours to fill.
     let ev = unsafe { &mut (*ac).ev };
     ev.data = att.cast();
@@ -158,8 +159,18 @@ extern "C" fn schedule_timer(data: *mut c_void, tv: timeval) {
     // SAFETY: hiredis passes back `ev.data`, set by `attach`.
     let att = unsafe { &mut *data.cast::<Attachment>() };
     let ms = (tv.tv_sec.max(0) as u64) * 1000 + (tv.tv_usec.max(0) as u64).div_ceil(1000);
+    let timer = *att.timer.get_or_insert_with(|| {
+        let timer = NonNull::from(Box::leak(Box::new(uv_timer_t::default())));
+        // SAFETY: the attachment's loop is live while its context is; the
+        // handle is heap memory freed by its close callback.
+        unsafe { uv_timer_init(att.loop_.as_ptr(), timer.as_ptr()) };
+        // SAFETY: a plain field of the fresh handle.
+        unsafe { (*timer.as_ptr()).data = data };
+        att.open_handles += 1;
+        timer
+    });
     // SAFETY: the timer is initialised and not closing while the context lives.
-    unsafe { uv_timer_start(&raw mut att.timer, Some(on_timeout), ms, 0) };
+    unsafe { uv_timer_start(timer.as_ptr(), Some(on_timeout), ms, 0) };
 }
 
 extern "C" fn on_timeout(timer: *mut uv_timer_t) {
@@ -175,20 +186,32 @@ extern "C" fn on_timeout(timer: *mut uv_timer_t) {
 
 extern "C" fn cleanup(data: *mut c_void) {
     // SAFETY: hiredis calls this once, with `ev.data`, as it releases the
-    // context; the attachment lives until both handles have closed.
+    // context; the attachment lives until its handles have closed.
     let att = unsafe { &mut *data.cast::<Attachment>() };
     att.ac = ptr::null_mut();
     let poll: *mut uv_poll_t = &mut att.poll;
-    let timer: *mut uv_timer_t = &mut att.timer;
-    // SAFETY: both handles are initialised and closed only here.
+    // SAFETY: the poll handle is initialised and closed only here.
     unsafe { uv_close(poll.cast::<uv_handle_t>(), Some(on_handle_closed)) };
-    // SAFETY: as above.
-    unsafe { uv_close(timer.cast::<uv_handle_t>(), Some(on_handle_closed)) };
+    if let Some(timer) = att.timer {
+        // SAFETY: as above.
+        unsafe { uv_close(timer.as_ptr().cast::<uv_handle_t>(), Some(on_timer_closed)) };
+    }
+}
+
+extern "C" fn on_timer_closed(handle: *mut uv_handle_t) {
+    // SAFETY: the timer was Box-allocated in `schedule_timer`; libuv is done
+    // with it, and its `data` (its attachment) is read before it goes.
+    let timer = unsafe { Box::from_raw(handle.cast::<uv_timer_t>()) };
+    handle_closed(timer.data.cast());
 }
 
 extern "C" fn on_handle_closed(handle: *mut uv_handle_t) {
-    // SAFETY: both handles carry their attachment in `data`.
-    let att = unsafe { (*handle).data.cast::<Attachment>() };
+    // SAFETY: the attachment's handles carry it in `data`.
+    handle_closed(unsafe { (*handle).data }.cast());
+}
+
+/// One more of the attachment's handles has closed.
+fn handle_closed(att: *mut Attachment) {
     // SAFETY: the attachment lives until its last handle has closed.
     let a = unsafe { &mut *att };
     a.open_handles -= 1;
@@ -273,4 +296,55 @@ impl Default for Timer {
     fn default() -> Self {
         Timer::new()
     }
+}
+
+/// A libuv idle handle on the heap: while started, its callback runs once per
+/// loop iteration and the loop does not block waiting for I/O.
+pub struct Idle(NonNull<uv_idle_t>);
+
+impl Idle {
+    /// A stopped idle handle on `loop_` whose callbacks get `owner`.
+    ///
+    /// # Safety
+    /// 1. `loop_` is live; this runs on its thread or before it runs.
+    pub unsafe fn new(loop_: NonNull<uv_loop_t>, owner: *mut c_void) -> Idle {
+        let handle = NonNull::from(Box::leak(Box::new(uv_idle_t::default())));
+        // SAFETY: 1.; the handle is heap memory freed only by its close callback.
+        unsafe { uv_idle_init(loop_.as_ptr(), handle.as_ptr()) };
+        // SAFETY: as above; a plain field of the fresh handle.
+        unsafe { (*handle.as_ptr()).data = owner };
+        Idle(handle)
+    }
+
+    /// Runs `cb` once per loop iteration from now on (again: no effect).
+    pub fn start(&self, cb: extern "C" fn(*mut uv_idle_t)) {
+        // SAFETY: initialised in `new`, not closed (`close` consumes self).
+        unsafe { uv_idle_start(self.0.as_ptr(), Some(cb)) };
+    }
+
+    /// Stops the callbacks.
+    pub fn stop(&self) {
+        // SAFETY: as in `start`.
+        unsafe { uv_idle_stop(self.0.as_ptr()) };
+    }
+
+    /// Closes the handle; its memory goes in the close callback.
+    pub fn close(self) {
+        // SAFETY: as in `start`; closed once, here.
+        unsafe { uv_close(self.0.as_ptr().cast(), Some(on_idle_closed)) };
+    }
+
+    /// The owner an idle callback was started for.
+    ///
+    /// # Safety
+    /// `handle` is the handle of a live [`Idle`].
+    pub unsafe fn owner(handle: *const uv_idle_t) -> *mut c_void {
+        // SAFETY: caller's guarantee.
+        unsafe { (*handle).data }
+    }
+}
+
+extern "C" fn on_idle_closed(handle: *mut uv_handle_t) {
+    // SAFETY: Box-allocated in `Idle::new`; libuv is done with it.
+    drop(unsafe { Box::from_raw(handle.cast::<uv_idle_t>()) });
 }

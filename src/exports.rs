@@ -1,32 +1,28 @@
 //! The C ABI: the eleven functions of RediSearch's `conn.h`, and the drain
 //! controls beyond it. Each function checks and converts its arguments, then
 //! hands over to the module that does the work. Bad input is logged and gets
-//! a defined result; a panic never crosses into C.
+//! a defined result.
+//!
+//! Panics abort (`panic = "abort"`, as RediSearch's own Rust code, which
+//! cannot unwind into C either): a panic here is a bug, and unwinding out of
+//! a half-done operation would leave connections neither in a pool nor
+//! draining. The first `MRConnManager_Init` installs a hook that logs the
+//! panic through `RedisModule_Log` before the abort.
 
 #![expect(non_snake_case, non_camel_case_types, reason = "the C names of conn.h")]
 
 use std::ffi::{CStr, c_char, c_int, c_void};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::{self, NonNull};
+use std::sync::Once;
 
 use mrconn_core::DrainStats;
 
 use crate::conn::MRConn;
 use crate::drain;
 use crate::host::{Level, MRCommand, MREndpoint, RedisModuleCtx, Reply, dict, hlog};
-use crate::manager;
+use crate::manager::{self, MRConnManager};
 use crate::sys::hiredis::{REDIS_ERR, REDIS_OK, redisCallbackFn};
 use crate::sys::uv::uv_loop_t;
-
-/// The connection manager of one IO runtime. Layout is ABI (`conn.h`):
-/// callers embed it by value, read `nodeConns` and walk `map`.
-#[repr(C)]
-pub struct MRConnManager {
-    /// Node id → pool.
-    pub map: *mut dict,
-    /// Connections per node.
-    pub nodeConns: c_int,
-}
 
 /// The state of a connection (`conn.h`).
 #[expect(dead_code, reason = "C sees it through the generated header only")]
@@ -75,8 +71,12 @@ pub struct MRConnDrainStats {
     pub broken: u64,
     /// Draining connections taken back by `Expand` or `Add`.
     pub reclaimed: u64,
-    /// Callbacks that got a NULL reply because a drain was forced.
+    /// Callbacks of draining connections that got no reply from their shard:
+    /// an error reply when the drain was forced, NULL when the link broke.
     pub failedCallbacks: u64,
+    /// Connections still to open or close on the loop, a slice per
+    /// iteration, after a resize or topology change.
+    pub queued: u64,
 }
 
 impl From<DrainStats> for MRConnDrainStats {
@@ -88,28 +88,28 @@ impl From<DrainStats> for MRConnDrainStats {
             broken: s.broken,
             reclaimed: s.reclaimed,
             failedCallbacks: s.failed_callbacks,
+            queued: 0,
         }
     }
 }
 
-/// Pools larger than this are refused: a typo in a size must not open
-/// millions of sockets.
+/// Pools are capped at this size (with a warning): a typo in a size must not
+/// open millions of sockets.
 const MAX_POOL_SIZE: u32 = 4096;
 
-/// Runs `f`; a panic is logged and turns into `fallback`.
-fn guard<T>(name: &str, fallback: T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        let why = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        hlog!(
-            Level::Warning,
-            "{name}: internal error, call ignored: {why}"
-        );
-        fallback
-    })
+/// `MRConnManager_SetDrainTimeout(MRCONN_DRAIN_TIMEOUT_DEFAULT)` restores the
+/// default drain deadline, derived from RediSearch's query timeout.
+pub const MRCONN_DRAIN_TIMEOUT_DEFAULT: u32 = 0xFFFF_FFFF;
+const _: () = assert!(MRCONN_DRAIN_TIMEOUT_DEFAULT == drain::TIMEOUT_DEFAULT);
+
+/// Logs a panic through the host before the abort that follows it.
+fn install_panic_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            hlog!(Level::Warning, "mrconn: internal error, aborting: {info}");
+        }));
+    });
 }
 
 /// The live manager behind `mgr`, or a logged `None`.
@@ -157,24 +157,23 @@ unsafe fn node_id<'a>(name: &str, id: *const c_char) -> Option<&'a CStr> {
 /// 2. The host's allocator and dict functions are ready.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn MRConnManager_Init(mgr: Option<NonNull<MRConnManager>>, nodeConns: c_int) {
-    guard("MRConnManager_Init", (), || {
-        let Some(mgr) = mgr else {
-            hlog!(
-                Level::Warning,
-                "MRConnManager_Init: NULL connection manager"
-            );
-            return;
-        };
-        let size = nodeConns.clamp(0, MAX_POOL_SIZE as c_int);
-        if size != nodeConns {
-            hlog!(
-                Level::Warning,
-                "MRConnManager_Init: pool size {nodeConns} out of 0..={MAX_POOL_SIZE}, using {size}"
-            );
-        }
-        // SAFETY: 1.; memory the caller hands over for the call.
-        unsafe { &mut *mgr.as_ptr() }.init(size);
-    })
+    install_panic_hook();
+    let Some(mgr) = mgr else {
+        hlog!(
+            Level::Warning,
+            "MRConnManager_Init: NULL connection manager"
+        );
+        return;
+    };
+    let size = nodeConns.clamp(0, MAX_POOL_SIZE as c_int);
+    if size != nodeConns {
+        hlog!(
+            Level::Warning,
+            "MRConnManager_Init: pool size {nodeConns} out of 0..={MAX_POOL_SIZE}, using {size}"
+        );
+    }
+    // SAFETY: 1.; memory the caller hands over for the call.
+    unsafe { &mut *mgr.as_ptr() }.init(size);
 }
 
 /// Replies to `ctx` with the states gathered in `stateDict`: a map from
@@ -188,27 +187,25 @@ pub unsafe extern "C" fn MRConnManager_ReplyState(
     stateDict: Option<NonNull<dict>>,
     ctx: *mut RedisModuleCtx,
 ) {
-    guard("MRConnManager_ReplyState", (), || {
-        if ctx.is_null() {
+    if ctx.is_null() {
+        hlog!(
+            Level::Warning,
+            "MRConnManager_ReplyState: NULL reply context"
+        );
+        return;
+    }
+    let reply = Reply(ctx);
+    match stateDict {
+        // SAFETY: 1. and 2.
+        Some(states) => unsafe { manager::reply_state(states, &reply) },
+        None => {
             hlog!(
                 Level::Warning,
-                "MRConnManager_ReplyState: NULL reply context"
+                "MRConnManager_ReplyState: NULL state dict, replying with an empty map"
             );
-            return;
+            reply.map(0);
         }
-        let reply = Reply(ctx);
-        match stateDict {
-            // SAFETY: 1. and 2.
-            Some(states) => unsafe { manager::reply_state(states, &reply) },
-            None => {
-                hlog!(
-                    Level::Warning,
-                    "MRConnManager_ReplyState: NULL state dict, replying with an empty map"
-                );
-                reply.map(0);
-            }
-        }
-    })
+    }
 }
 
 /// Adds the states of every pool of `mgr` to `stateDict`.
@@ -222,20 +219,18 @@ pub unsafe extern "C" fn MRConnManager_FillStateDict(
     mgr: Option<NonNull<MRConnManager>>,
     stateDict: Option<NonNull<dict>>,
 ) {
-    guard("MRConnManager_FillStateDict", (), || {
-        // SAFETY: 1.
-        let Some(mgr) = (unsafe { live("MRConnManager_FillStateDict", mgr) }) else {
-            return;
-        };
-        let Some(states) = stateDict else {
-            hlog!(
-                Level::Warning,
-                "MRConnManager_FillStateDict: NULL state dict"
-            );
-            return;
-        };
-        mgr.fill_state_dict(states);
-    })
+    // SAFETY: 1.
+    let Some(mgr) = (unsafe { live("MRConnManager_FillStateDict", mgr) }) else {
+        return;
+    };
+    let Some(states) = stateDict else {
+        hlog!(
+            Level::Warning,
+            "MRConnManager_FillStateDict: NULL state dict"
+        );
+        return;
+    };
+    mgr.fill_state_dict(states);
 }
 
 /// A connected connection of node `id`, round-robin; NULL if the node has no
@@ -249,24 +244,22 @@ pub unsafe extern "C" fn MRConn_Get(
     mgr: Option<NonNull<MRConnManager>>,
     id: *const c_char,
 ) -> *mut MRConn {
-    guard("MRConn_Get", ptr::null_mut(), || {
-        // SAFETY: 1.
-        let Some(mgr) = (unsafe { live("MRConn_Get", mgr) }) else {
-            return ptr::null_mut();
-        };
-        // The query path: no strlen of the id, the dict hashes it anyway.
-        let Some(id) = NonNull::new(id.cast_mut()) else {
-            hlog!(Level::Warning, "MRConn_Get: NULL node id");
-            return ptr::null_mut();
-        };
-        // SAFETY: 2.: `id` is NUL-terminated.
-        let Some(pool) = (unsafe { mgr.pool(id) }) else {
-            return ptr::null_mut();
-        };
-        // SAFETY: pool connections are live.
-        pool.pick(|c| unsafe { c.as_ref() }.is_ready())
-            .map_or(ptr::null_mut(), NonNull::as_ptr)
-    })
+    // SAFETY: 1.
+    let Some(mgr) = (unsafe { live("MRConn_Get", mgr) }) else {
+        return ptr::null_mut();
+    };
+    // The query path: no strlen of the id, the dict hashes it anyway.
+    let Some(id) = NonNull::new(id.cast_mut()) else {
+        hlog!(Level::Warning, "MRConn_Get: NULL node id");
+        return ptr::null_mut();
+    };
+    // SAFETY: 2.: `id` is NUL-terminated.
+    let Some(pool) = (unsafe { mgr.pool(id) }) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: pool connections are live.
+    pool.pick(|c| unsafe { c.as_ref() }.is_ready())
+        .map_or(ptr::null_mut(), NonNull::as_ptr)
 }
 
 /// The state string of the first connection of node `id`; NULL if the node
@@ -280,28 +273,27 @@ pub unsafe extern "C" fn MRConnManager_GetNodeState(
     mgr: Option<NonNull<MRConnManager>>,
     id: *const c_char,
 ) -> *const c_char {
-    guard("MRConnManager_GetNodeState", ptr::null(), || {
-        // SAFETY: 1.
-        let Some(mgr) = (unsafe { live("MRConnManager_GetNodeState", mgr) }) else {
-            return ptr::null();
-        };
-        // The query path: no strlen of the id, the dict hashes it anyway.
-        let Some(id) = NonNull::new(id.cast_mut()) else {
-            hlog!(Level::Warning, "MRConnManager_GetNodeState: NULL node id");
-            return ptr::null();
-        };
-        // SAFETY: 2.: `id` is NUL-terminated.
-        let first = unsafe { mgr.pool(id) }.and_then(|p| p.first());
-        first.map_or(ptr::null(), |c| {
-            // SAFETY: pool connections are live.
-            unsafe { c.as_ref() }.state().as_cstr().as_ptr()
-        })
+    // SAFETY: 1.
+    let Some(mgr) = (unsafe { live("MRConnManager_GetNodeState", mgr) }) else {
+        return ptr::null();
+    };
+    // The query path: no strlen of the id, the dict hashes it anyway.
+    let Some(id) = NonNull::new(id.cast_mut()) else {
+        hlog!(Level::Warning, "MRConnManager_GetNodeState: NULL node id");
+        return ptr::null();
+    };
+    // SAFETY: 2.: `id` is NUL-terminated.
+    let first = unsafe { mgr.pool(id) }.and_then(|p| p.first());
+    first.map_or(ptr::null(), |c| {
+        // SAFETY: pool connections are live.
+        unsafe { c.as_ref() }.state().as_cstr().as_ptr()
     })
 }
 
-/// Sends `cmd` on `c`; `fn_` later gets the reply, or NULL if the connection
-/// is torn down first. `REDIS_ERR` when `c` is not connected or draining, or
-/// the command cannot be formatted.
+/// Sends `cmd` on `c`; `fn_` later gets exactly once the reply, an error
+/// reply if mrconn closes the connection first (drain deadline, Shutdown),
+/// or NULL if its link breaks. `REDIS_ERR` when `c` is not connected or
+/// draining, or the command cannot be formatted.
 ///
 /// # Safety
 /// 1. `c` is NULL or a connection returned by `MRConn_Get` on this loop
@@ -318,20 +310,18 @@ pub unsafe extern "C" fn MRConn_SendCommand(
     fn_: redisCallbackFn,
     privdata: *mut c_void,
 ) -> c_int {
-    guard("MRConn_SendCommand", REDIS_ERR, || {
-        let (Some(c), Some(cmd)) = (c, cmd) else {
-            hlog!(
-                Level::Warning,
-                "MRConn_SendCommand: NULL connection or command"
-            );
-            return REDIS_ERR;
-        };
-        // SAFETY: 1.; used by us alone for the call.
-        let conn = unsafe { &mut *c.as_ptr() };
-        // SAFETY: 2.; a distinct object, used by us alone for the call.
-        let cmd = unsafe { &mut *cmd.as_ptr() };
-        conn.send(cmd, fn_, privdata)
-    })
+    let (Some(c), Some(cmd)) = (c, cmd) else {
+        hlog!(
+            Level::Warning,
+            "MRConn_SendCommand: NULL connection or command"
+        );
+        return REDIS_ERR;
+    };
+    // SAFETY: 1.; used by us alone for the call.
+    let conn = unsafe { &mut *c.as_ptr() };
+    // SAFETY: 2.; a distinct object, used by us alone for the call.
+    let cmd = unsafe { &mut *cmd.as_ptr() };
+    conn.send(cmd, fn_, privdata)
 }
 
 /// Makes `id`'s pool one of `nodeConns` connections to `ep`; false when it
@@ -350,35 +340,33 @@ pub unsafe extern "C" fn MRConnManager_Add(
     id: *const c_char,
     ep: Option<NonNull<MREndpoint>>,
 ) -> bool {
-    guard("MRConnManager_Add", false, || {
-        // SAFETY: 1.
-        let Some(mgr) = (unsafe { live("MRConnManager_Add", m) }) else {
-            return false;
-        };
-        // SAFETY: 3.
-        let Some(id) = (unsafe { node_id("MRConnManager_Add", id) }) else {
-            return false;
-        };
-        let (Some(loop_), Some(ep)) = (loop_, ep) else {
-            hlog!(
-                Level::Warning,
-                "MRConnManager_Add: NULL loop or endpoint for node {}",
-                id.to_string_lossy()
-            );
-            return false;
-        };
-        // SAFETY: 3.
-        let ep = unsafe { ep.as_ref() };
-        if ep.host.is_null() {
-            hlog!(
-                Level::Warning,
-                "MRConnManager_Add: endpoint of node {} has no host",
-                id.to_string_lossy()
-            );
-            return false;
-        }
-        mgr.add(loop_, id, ep)
-    })
+    // SAFETY: 1.
+    let Some(mgr) = (unsafe { live("MRConnManager_Add", m) }) else {
+        return false;
+    };
+    // SAFETY: 3.
+    let Some(id) = (unsafe { node_id("MRConnManager_Add", id) }) else {
+        return false;
+    };
+    let (Some(loop_), Some(ep)) = (loop_, ep) else {
+        hlog!(
+            Level::Warning,
+            "MRConnManager_Add: NULL loop or endpoint for node {}",
+            id.to_string_lossy()
+        );
+        return false;
+    };
+    // SAFETY: 3.
+    let ep = unsafe { ep.as_ref() };
+    if ep.host.is_null() {
+        hlog!(
+            Level::Warning,
+            "MRConnManager_Add: endpoint of node {} has no host",
+            id.to_string_lossy()
+        );
+        return false;
+    }
+    mgr.add(loop_, id, ep)
 }
 
 /// Removes `id`'s pool, draining its busy connections: `REDIS_OK` if it had
@@ -392,29 +380,20 @@ pub unsafe extern "C" fn MRConnManager_Disconnect(
     m: Option<NonNull<MRConnManager>>,
     id: *const c_char,
 ) -> c_int {
-    guard("MRConnManager_Disconnect", REDIS_ERR, || {
-        // SAFETY: 1.
-        let Some(mgr) = (unsafe { live("MRConnManager_Disconnect", m) }) else {
-            return REDIS_ERR;
-        };
-        // SAFETY: 2.
-        let Some(id) = (unsafe { node_id("MRConnManager_Disconnect", id) }) else {
-            return REDIS_ERR;
-        };
-        if mgr.disconnect(id) {
-            REDIS_OK as c_int
-        } else {
-            // Upstream returns REDIS_ERR silently; a log line makes the
-            // caller's mistake visible (RediSearch only disconnects nodes it
-            // added).
-            hlog!(
-                Level::Warning,
-                "MRConnManager_Disconnect: unknown node {}",
-                id.to_string_lossy()
-            );
-            REDIS_ERR
-        }
-    })
+    // SAFETY: 1.
+    let Some(mgr) = (unsafe { live("MRConnManager_Disconnect", m) }) else {
+        return REDIS_ERR;
+    };
+    // SAFETY: 2.
+    let Some(id) = (unsafe { node_id("MRConnManager_Disconnect", id) }) else {
+        return REDIS_ERR;
+    };
+    // An unknown node is no fault (conn.c is silent too): the return code says it.
+    if mgr.disconnect(id) {
+        REDIS_OK as c_int
+    } else {
+        REDIS_ERR
+    }
 }
 
 /// Shrinks every pool to `num` connections; the surplus drains (see
@@ -426,25 +405,24 @@ pub unsafe extern "C" fn MRConnManager_Disconnect(
 ///    the thread that owns it before its loop runs).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn MRConnManager_Shrink(m: Option<NonNull<MRConnManager>>, num: u32) {
-    guard("MRConnManager_Shrink", (), || {
-        // SAFETY: 1.
-        let Some(mgr) = (unsafe { live("MRConnManager_Shrink", m) }) else {
-            return;
-        };
-        let current = u32::try_from(mgr.nodeConns).unwrap_or(0);
-        if num == 0 || num >= current {
-            hlog!(
-                Level::Warning,
-                "MRConnManager_Shrink: cannot shrink from {current} to {num} connections, ignored"
-            );
-            return;
-        }
-        drain::shrink(mgr, num);
-    })
+    // SAFETY: 1.
+    let Some(mgr) = (unsafe { live("MRConnManager_Shrink", m) }) else {
+        return;
+    };
+    let current = u32::try_from(mgr.nodeConns).unwrap_or(0);
+    if num == 0 || num >= current {
+        hlog!(
+            Level::Warning,
+            "MRConnManager_Shrink: cannot shrink from {current} to {num} connections, ignored"
+        );
+        return;
+    }
+    drain::shrink(mgr, num);
 }
 
 /// Grows every pool to `num` connections, taking back draining ones first.
-/// Needs `nodeConns < num <= 4096`; anything else is logged and ignored.
+/// Needs `nodeConns < num`; anything else is logged and ignored. A size
+/// above 4096 is clamped to 4096, with a warning (as in `Init`).
 ///
 /// # Safety
 /// 1. `m` is NULL or an initialised manager, used on its loop thread.
@@ -455,75 +433,83 @@ pub unsafe extern "C" fn MRConnManager_Expand(
     num: u32,
     loop_: Option<NonNull<uv_loop_t>>,
 ) {
-    guard("MRConnManager_Expand", (), || {
-        // SAFETY: 1.
-        let Some(mgr) = (unsafe { live("MRConnManager_Expand", m) }) else {
-            return;
-        };
-        let current = u32::try_from(mgr.nodeConns).unwrap_or(0);
-        let Some(loop_) = loop_ else {
-            hlog!(Level::Warning, "MRConnManager_Expand: NULL loop, ignored");
-            return;
-        };
-        if num <= current || num > MAX_POOL_SIZE {
-            hlog!(
-                Level::Warning,
-                "MRConnManager_Expand: cannot expand from {current} to {num} connections (at most {MAX_POOL_SIZE}), ignored"
-            );
-            return;
-        }
-        drain::expand(mgr, num, loop_);
-    })
+    // SAFETY: 1.
+    let Some(mgr) = (unsafe { live("MRConnManager_Expand", m) }) else {
+        return;
+    };
+    let current = u32::try_from(mgr.nodeConns).unwrap_or(0);
+    let Some(loop_) = loop_ else {
+        hlog!(Level::Warning, "MRConnManager_Expand: NULL loop, ignored");
+        return;
+    };
+    let size = num.min(MAX_POOL_SIZE);
+    if size <= current {
+        hlog!(
+            Level::Warning,
+            "MRConnManager_Expand: cannot expand from {current} to {num} connections (at most {MAX_POOL_SIZE}), ignored"
+        );
+        return;
+    }
+    if size != num {
+        hlog!(
+            Level::Warning,
+            "MRConnManager_Expand: pool size {num} out of 0..={MAX_POOL_SIZE}, using {size}"
+        );
+    }
+    drain::expand(mgr, size, loop_);
 }
 
-/// Closes every connection now (pending callbacks get NULL, draining ones
-/// too) and releases the map. Every libuv handle of the library is closing
-/// when this returns; their memory goes on the loop's next iteration.
+/// Closes every connection now and releases the map. Every callback still
+/// pending, on pool and draining connections alike, gets an error reply
+/// ("ERR connection to host:port closed: connection manager shut down").
+/// Every libuv handle of the library is closing when this returns; their
+/// memory goes on the loop's next iteration.
 ///
 /// # Safety
 /// 1. `mgr` is NULL or a manager, used on its loop thread (or, if the loop
 ///    never ran, the thread that owns it).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn MRConnManager_Shutdown(mgr: Option<NonNull<MRConnManager>>) {
-    guard("MRConnManager_Shutdown", (), || {
-        let Some(mgr) = mgr else {
-            hlog!(
-                Level::Warning,
-                "MRConnManager_Shutdown: NULL connection manager"
-            );
-            return;
-        };
-        // The manager lets go of its map first, with no reference to it held
-        // after: the callbacks failed below may call back with `mgr`, and
-        // must find it shut down rather than a dict being released.
-        // SAFETY: 1.
-        let field = unsafe { &raw mut (*mgr.as_ptr()).map };
-        // SAFETY: 1.: a valid, aligned field of the caller's manager.
-        let map = unsafe { ptr::replace(field, ptr::null_mut()) };
-        match NonNull::new(map) {
-            Some(map) => MRConnManager::shutdown(map),
-            None => hlog!(
-                Level::Warning,
-                "MRConnManager_Shutdown: connection manager not initialised or already shut down"
-            ),
-        }
-    })
+    let Some(mgr) = mgr else {
+        hlog!(
+            Level::Warning,
+            "MRConnManager_Shutdown: NULL connection manager"
+        );
+        return;
+    };
+    // The manager lets go of its map first, with no reference to it held
+    // after: the callbacks failed below may call back with `mgr`, and
+    // must find it shut down rather than a dict being released.
+    // SAFETY: 1.
+    let field = unsafe { &raw mut (*mgr.as_ptr()).map };
+    // SAFETY: 1.: a valid, aligned field of the caller's manager.
+    let map = unsafe { ptr::replace(field, ptr::null_mut()) };
+    match NonNull::new(map) {
+        Some(map) => MRConnManager::shutdown(map),
+        None => hlog!(
+            Level::Warning,
+            "MRConnManager_Shutdown: connection manager not initialised or already shut down"
+        ),
+    }
 }
 
-/// Sets the deadline of drains that start from now on, in milliseconds
-/// (default 5000). At the deadline a draining connection is closed by force
-/// and its pending callbacks get a NULL reply. 0 fails pending work on the
-/// loop's next timer pass.
+/// Sets the deadline of drains that start from now on, in milliseconds. At
+/// the deadline a draining connection is closed by force and each of its
+/// pending callbacks gets an error reply ("ERR connection to host:port
+/// closed: drain deadline of N ms reached"). 0 means no deadline (drains
+/// wait as long as their work takes, as conn.c does).
+/// `MRCONN_DRAIN_TIMEOUT_DEFAULT` restores the default: `max(5000,
+/// search-timeout + 1000)` ms, or no deadline when `search-timeout` is 0.
 /// Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn MRConnManager_SetDrainTimeout(timeoutMS: u32) {
     drain::set_timeout_ms(timeoutMS);
 }
 
-/// The deadline of drains that start now, in milliseconds.
+/// The deadline a drain starting now would use, in milliseconds; 0: none.
 #[unsafe(no_mangle)]
 pub extern "C" fn MRConnManager_GetDrainTimeout() -> u32 {
-    drain::timeout_ms()
+    drain::deadline_ms().unwrap_or(0)
 }
 
 /// Fills `out` with `mgr`'s drain statistics: `REDIS_OK`, or `REDIS_ERR` on
@@ -537,17 +523,21 @@ pub unsafe extern "C" fn MRConnManager_GetDrainStats(
     mgr: Option<NonNull<MRConnManager>>,
     out: Option<NonNull<MRConnDrainStats>>,
 ) -> c_int {
-    guard("MRConnManager_GetDrainStats", REDIS_ERR, || {
-        // SAFETY: 1.
-        let Some(mgr) = (unsafe { live("MRConnManager_GetDrainStats", mgr) }) else {
-            return REDIS_ERR;
-        };
-        let Some(out) = out else {
-            hlog!(Level::Warning, "MRConnManager_GetDrainStats: NULL output");
-            return REDIS_ERR;
-        };
-        // SAFETY: 2.
-        unsafe { out.write(mgr.state().drains.stats().into()) };
-        REDIS_OK as c_int
-    })
+    // SAFETY: 1.
+    let Some(mgr) = (unsafe { live("MRConnManager_GetDrainStats", mgr) }) else {
+        return REDIS_ERR;
+    };
+    let Some(out) = out else {
+        hlog!(Level::Warning, "MRConnManager_GetDrainStats: NULL output");
+        return REDIS_ERR;
+    };
+    let map = mgr.map();
+    let state = mgr.state();
+    let stats = MRConnDrainStats {
+        queued: state.backlog.queued(map),
+        ..state.drains.stats().into()
+    };
+    // SAFETY: 2.
+    unsafe { out.write(stats) };
+    REDIS_OK as c_int
 }

@@ -104,6 +104,7 @@ unsafe extern "C" {
     pub fn MRReply_Type(reply: *const c_void) -> c_int;
     pub fn MRReply_String(reply: *const c_void, len: *mut usize) -> *const c_char;
     pub fn MRReply_Free(reply: *mut c_void);
+    fn MRReply_CreateError(msg: *const c_char, len: usize) -> *mut c_void;
 
     pub safe fn IsEnterprise() -> bool;
     fn getRedisConfigValue(ctx: *mut RedisModuleCtx, name: *const c_char)
@@ -333,6 +334,14 @@ impl Reply {
             unsafe { f(self.0, s) };
         }
     }
+}
+
+/// A new `REDIS_REPLY_ERROR` reply of `text` (not empty), for a callback to
+/// own and free with `MRReply_Free`.
+pub fn error_reply(text: &str) -> *mut c_void {
+    debug_assert!(!text.is_empty(), "MRReply_CreateError asserts a length");
+    // SAFETY: `text` is `len` readable bytes; the host copies them.
+    unsafe { MRReply_CreateError(text.as_ptr().cast(), text.len()) }
 }
 
 /// An allocator-owned copy of `s`, for memory RediSearch frees.

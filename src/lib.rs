@@ -7,6 +7,10 @@
 //! - [`manager`]: the node-id → pool map and the operations on it.
 //! - [`drain`]: what happens to connections that leave a pool (Shrink, node
 //!   removal, endpoint change): draining, deadlines, reports.
+//! - [`backlog`]: opening and closing connections on the loop in slices, so
+//!   that no resize stalls it at any pool size.
+//! - [`pending`]: the commands a hiredis context still owes a reply: when it
+//!   is idle, and failing them with an error reply.
 //! - [`conn`]: one connection's life on hiredis: connect, TLS, AUTH, back-off.
 //! - [`tls`]: the client TLS context from the Redis config.
 //! - [`event_loop`]: attaching hiredis to libuv, and the library's timers.
@@ -17,11 +21,13 @@
 //! Rust in the `mrconn-core` crate.
 
 mod alloc;
+mod backlog;
 mod conn;
 mod drain;
 mod event_loop;
 mod exports;
 mod host;
 mod manager;
+mod pending;
 mod sys;
 mod tls;

@@ -12,9 +12,9 @@ use std::ptr::{self, NonNull};
 
 use mrconn_core::{DrainCause, Pool};
 
+use crate::backlog::Backlog;
 use crate::conn::MRConn;
 use crate::drain::{self, Drains};
-use crate::exports::MRConnManager;
 use crate::host::{
     self, Level, MREndpoint, RS_dictAddOrFind, RS_dictCreate, RS_dictDelete, RS_dictFind,
     RS_dictGetIterator, RS_dictNext, RS_dictRelease, RS_dictReleaseIterator, RS_dictReplace, Reply,
@@ -23,6 +23,17 @@ use crate::host::{
 };
 use crate::sys::uv::uv_loop_t;
 
+/// The connection manager of one IO runtime. Layout is ABI (`conn.h`):
+/// callers embed it by value, read `nodeConns` and walk `map`.
+#[repr(C)]
+#[expect(non_snake_case, reason = "the C names of conn.h")]
+pub struct MRConnManager {
+    /// Node id → pool.
+    pub map: *mut dict,
+    /// Connections per node.
+    pub nodeConns: c_int,
+}
+
 /// One node's pool: the dict value.
 pub type NodePool = Pool<NonNull<MRConn>>;
 
@@ -30,6 +41,22 @@ pub type NodePool = Pool<NonNull<MRConn>>;
 pub struct State {
     /// Connections that left their pool and are finishing their work.
     pub drains: Drains,
+    /// Connections to open and close on the loop, in slices.
+    pub backlog: Backlog,
+}
+
+impl State {
+    /// The state of a manager's map.
+    ///
+    /// # Safety
+    /// 1. `map` is the live map of a manager, and nothing else refers to its
+    ///    state for the reference's lifetime.
+    pub unsafe fn of<'a>(map: NonNull<dict>) -> &'a mut State {
+        // SAFETY: 1.: a live map of ours has its State as privdata.
+        let privdata = unsafe { (*map.as_ptr()).privdata };
+        // SAFETY: 1.
+        unsafe { &mut *privdata.cast::<State>() }
+    }
 }
 
 static POOL_DICT_TYPE: dictType = dictType {
@@ -41,16 +68,16 @@ static POOL_DICT_TYPE: dictType = dictType {
     valDestructor: Some(destroy_pool),
 };
 
-/// Frees a pool the dict drops, closing what it still holds. Add and
-/// Disconnect take the connections out first, to drain them; so connections
-/// reach here only at Shutdown, where they close now.
+/// Frees a pool the dict drops. It is empty: Disconnect and Shutdown take
+/// the connections out first, so that none closes (and runs callbacks that
+/// may call back into the manager) while the dict is changing.
 extern "C" fn destroy_pool(_privdata: *mut c_void, pool: *mut c_void) {
     if pool.is_null() {
         return;
     }
     // SAFETY: every value of our dicts is a Box<NodePool> made in `add`.
-    let mut pool = unsafe { Box::from_raw(pool.cast::<NodePool>()) };
-    pool.take_all().into_iter().for_each(MRConn::release);
+    let pool = unsafe { Box::from_raw(pool.cast::<NodePool>()) };
+    debug_assert!(pool.is_empty(), "a pool reached the dict's destructor");
 }
 
 impl MRConnManager {
@@ -58,6 +85,7 @@ impl MRConnManager {
     pub fn init(&mut self, node_conns: c_int) {
         let state = Box::into_raw(Box::new(State {
             drains: Drains::default(),
+            backlog: Backlog::default(),
         }));
         // SAFETY: the type is a static the dict only reads; the state lives
         // until `shutdown` releases the dict.
@@ -76,21 +104,19 @@ impl MRConnManager {
         self.parts().1
     }
 
+    /// The map, live (callers check `is_live`).
+    pub fn map(&self) -> NonNull<dict> {
+        NonNull::new(self.map).expect("a live manager has a map")
+    }
+
     /// The pools and the state, borrowed apart: they live in different
     /// allocations (dict entries, and the dict's privdata).
     pub fn parts(&mut self) -> (Pools<'_>, &mut State) {
-        // SAFETY: `map` is live (callers check `is_live`).
-        let privdata = unsafe { (*self.map).privdata };
-        // SAFETY: privdata is the State made in `init`, which no dict entry
-        // points into.
-        let state = unsafe { &mut *privdata.cast::<State>() };
-        (
-            Pools {
-                map: self.map,
-                _borrow: PhantomData,
-            },
-            state,
-        )
+        // SAFETY: the map is live; privdata is the State made in `init`,
+        // which no dict entry points into, borrowed with `self`.
+        let state = unsafe { State::of(self.map()) };
+        // SAFETY: as above.
+        (unsafe { Pools::of(self.map()) }, state)
     }
 
     /// The pool of `id`.
@@ -111,6 +137,7 @@ impl MRConnManager {
     /// `MRConnManager_Add`.
     pub fn add(&mut self, loop_: NonNull<uv_loop_t>, id: &CStr, ep: &MREndpoint) -> bool {
         let node_conns = usize::try_from(self.nodeConns).unwrap_or(0);
+        let map = self.map();
         let (pools, state) = self.parts();
         // SAFETY: a CStr is NUL-terminated.
         let old = unsafe { pools.find(NonNull::from(id).cast()) };
@@ -132,29 +159,29 @@ impl MRConnManager {
                 first.state().as_str()
             );
         }
+        // The first connection now, so that the node has a state to show;
+        // the others on the loop, in slices.
         let mut pool = NodePool::new(Vec::with_capacity(node_conns));
-        drain::fill(&mut state.drains, &mut pool, node_conns, ep, loop_);
-        match old {
-            // The entry stays; its old connections drain.
-            Some(old) => {
-                let leaving = std::mem::replace(old, pool).take_all();
-                let node = id.to_string_lossy();
-                drain::retire(
-                    &mut state.drains,
-                    leaving,
-                    DrainCause::EndpointChanged,
-                    &node,
-                );
-            }
+        if node_conns > 0 {
+            pool.push(drain::first_of_pool(state, map, ep, loop_));
+        }
+        state.backlog.fill(map, loop_, id, node_conns);
+        let Some(old) = old else {
             // SAFETY: `map` is live; the dict copies `id` and owns the pool from now on.
-            None => unsafe {
+            unsafe {
                 RS_dictReplace(
                     self.map,
                     id.as_ptr().cast_mut().cast(),
                     Box::into_raw(Box::new(pool)).cast(),
-                );
-            },
-        }
+                )
+            };
+            return true;
+        };
+        // The entry (and `id`, which may be its key) stays; the old
+        // connections drain.
+        let leaving = std::mem::replace(old, pool).take_all();
+        let node = id.to_string_lossy().into_owned();
+        drain::retire(self, leaving, DrainCause::EndpointChanged, &node);
         true
     }
 
@@ -162,9 +189,8 @@ impl MRConnManager {
     /// drain.
     pub fn disconnect(&mut self, id: &CStr) -> bool {
         let map = self.map;
-        let (pools, state) = self.parts();
         // SAFETY: a CStr is NUL-terminated.
-        let Some(pool) = (unsafe { pools.find(NonNull::from(id).cast()) }) else {
+        let Some(pool) = (unsafe { self.pool(NonNull::from(id).cast()) }) else {
             return false;
         };
         let leaving = pool.take_all();
@@ -173,24 +199,32 @@ impl MRConnManager {
         // SAFETY: `map` is live; `id` is NUL-terminated. The destructor frees
         // the now empty pool, and the key.
         unsafe { RS_dictDelete(map, id.as_ptr().cast()) };
-        drain::retire(&mut state.drains, leaving, DrainCause::NodeRemoved, &node);
+        drain::retire(self, leaving, DrainCause::NodeRemoved, &node);
         true
     }
 
     /// `MRConnManager_Shutdown` of the map its manager has already let go
-    /// of: every connection closes now, pending callbacks get NULL (and may
-    /// call back into the manager, which finds itself shut down), and the
-    /// map is released.
+    /// of: the map is released, then every connection closes now, pending
+    /// callbacks getting an error reply (they may call back into the
+    /// manager, which finds itself shut down).
     pub fn shutdown(map: NonNull<dict>) {
+        let mut conns = Vec::new();
+        // SAFETY: the map is live and ours.
+        unsafe { Pools::of(map) }.for_each(|_, pool| conns.extend(pool.take_all()));
+        // SAFETY: as above; the reference ends with the statement.
+        conns.extend(unsafe { State::of(map) }.backlog.finish());
         // SAFETY: a live map of ours has our State as privdata.
         let state = unsafe { (*map.as_ptr()).privdata }.cast::<State>();
-        // SAFETY: `map` is live and ours; its destructors close every pool
-        // by force.
+        // SAFETY: `map` is live and ours; its pools are empty now.
         unsafe { RS_dictRelease(map.as_ptr()) };
         // SAFETY: `state` came from Box::into_raw in `init`; the dict that
         // pointed to it is gone.
         let mut state = unsafe { Box::from_raw(state) };
-        drain::force_all(&mut state.drains);
+        conns.extend(drain::force_all(&mut state.drains));
+        drop(state);
+        for conn in conns {
+            MRConn::release(conn, "connection manager shut down");
+        }
     }
 
     /// `MRConnManager_FillStateDict`.
@@ -239,6 +273,18 @@ pub struct Pools<'a> {
 }
 
 impl<'a> Pools<'a> {
+    /// The pools of a manager's map.
+    ///
+    /// # Safety
+    /// 1. `map` is the live map of a manager, which does not change for `'a`
+    ///    but through the result.
+    pub unsafe fn of(map: NonNull<dict>) -> Pools<'a> {
+        Pools {
+            map: map.as_ptr(),
+            _borrow: PhantomData,
+        }
+    }
+
     /// The pool of `id`.
     ///
     /// # Safety

@@ -42,7 +42,7 @@ pub mod openssl {
 pub mod glue {
     use std::ffi::{c_char, c_int, c_void};
 
-    use super::hiredis::{redisAsyncContext, redisCallbackFn};
+    use super::hiredis::{redisAsyncContext, redisCallback, redisCallbackFn};
 
     unsafe extern "C" {
         /// `redisAsyncFormattedCommand` of an sds, with its length from
@@ -53,6 +53,10 @@ pub mod glue {
             privdata: *mut c_void,
             cmd: *const c_char,
         ) -> c_int;
+        /// `hi_free` of a callback record (static inline in `alloc.h`).
+        pub fn mrconn_free_callback(cb: *mut redisCallback);
+        /// RediSearch's query timeout in ms (0: unlimited), read without the GIL.
+        pub safe fn mrconn_query_timeout_ms() -> i64;
         /// `REDIS_REPLY_ERROR`, the `MRReply_Type` of an error reply.
         pub safe static mrconn_reply_error: c_int;
         /// `SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3`.

@@ -8,6 +8,8 @@
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::ptr::{self, NonNull};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::conn::{MRConn, Tag, errstr};
 use crate::host::{ConfigString, Gil, Level, hlog};
@@ -71,6 +73,34 @@ fn wanted(_conn: &MRConn) -> Result<Option<Files>, ()> {
     Ok(read_files(&gil))
 }
 
+/// When the missing TLS files were last reported.
+static MISSING_FILES_LOGGED: Throttle = Throttle::new(Duration::from_secs(60));
+
+/// Lets an event through at most once per period, across threads.
+struct Throttle {
+    period: Duration,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Throttle {
+    const fn new(period: Duration) -> Throttle {
+        Throttle {
+            period,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// Whether an event at `now` goes through (and then counts as the last).
+    fn due(&self, now: Instant) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = last.is_none_or(|at| now.saturating_duration_since(at) >= self.period);
+        if due {
+            *last = Some(now);
+        }
+        due
+    }
+}
+
 /// Starts TLS on the connection's fresh context when the configuration asks
 /// for it. `Err` (logged) sends the connection back to `Reconnecting`.
 pub fn initiate(conn: NonNull<MRConn>) -> Result<(), ()> {
@@ -80,11 +110,15 @@ pub fn initiate(conn: NonNull<MRConn>) -> Result<(), ()> {
         Ok(None) => return Ok(()),
         Ok(Some(files)) => files,
         Err(()) => {
-            hlog!(
-                Level::Warning,
-                "{} Error on ssl context creation: tls-cert-file, tls-key-file and tls-ca-cert-file must all be set",
-                Tag(conn)
-            );
+            // conn.c fails here silently, every 250 ms per connection; the
+            // files are one Redis setting, so once a minute says it all.
+            if MISSING_FILES_LOGGED.due(Instant::now()) {
+                hlog!(
+                    Level::Warning,
+                    "{} Error on ssl context creation: tls-cert-file, tls-key-file and tls-ca-cert-file must all be set (reported once a minute)",
+                    Tag(conn)
+                );
+            }
             return Err(());
         }
     };

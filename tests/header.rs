@@ -9,6 +9,7 @@ fn generate() -> String {
     let mut out = Vec::new();
     cbindgen::Builder::new()
         .with_src(root.join("src/exports.rs"))
+        .with_src(root.join("src/manager.rs"))
         .with_config(config)
         .generate()
         .expect("cbindgen generates the header")

@@ -201,6 +201,28 @@ int loop_count_open_handles(uv_loop_t *loop);
  * already closing, then one UV_RUN_ONCE. */
 void loop_close_all_handles(uv_loop_t *loop);
 
+/*
+ * Busy time per loop iteration: the time from one uv_check callback to the
+ * next, less what the loop spent blocked in poll (uv_metrics_idle_time). The
+ * loop must have been configured with UV_METRICS_IDLE_TIME before it first
+ * ran (loop_meter_configure). Work done between uv_run calls, such as a
+ * manager call made by the test itself, counts in the iteration around it.
+ * The check handle is unreferenced: it does not keep the loop alive.
+ */
+typedef struct loop_meter {
+    uv_check_t check;
+    uint64_t last_ns, last_idle_ns, last_cpu_ns;
+    uint64_t max_busy_ns; /* longest iteration since the last reset (wall time) */
+    uint64_t max_cpu_ns;  /* most CPU time of the loop thread in one iteration:
+                             unlike wall time, not inflated when the machine is
+                             busy with other work */
+    bool started;
+} loop_meter;
+int loop_meter_configure(uv_loop_t *loop); /* before the loop's first run */
+void loop_meter_start(loop_meter *m, uv_loop_t *loop);
+void loop_meter_reset(loop_meter *m); /* max back to 0, from the next iteration */
+void loop_meter_stop(loop_meter *m);  /* closes the handle; run the loop once after */
+
 /* ------------------------------------------------------------------------ */
 /* 5. Scriptable RESP server (see harness_resp_server.c for why it exists)    */
 /* ------------------------------------------------------------------------ */

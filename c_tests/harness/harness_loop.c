@@ -4,6 +4,8 @@
 #define _GNU_SOURCE
 #endif
 
+#include <string.h>
+
 #include "harness.h"
 
 static void tick(uv_timer_t *t) {
@@ -67,4 +69,50 @@ static void close_one(uv_handle_t *h, void *arg) {
 void loop_close_all_handles(uv_loop_t *loop) {
     uv_walk(loop, close_one, NULL);
     uv_run(loop, UV_RUN_ONCE);
+}
+
+int loop_meter_configure(uv_loop_t *loop) {
+    return uv_loop_configure(loop, UV_METRICS_IDLE_TIME);
+}
+
+static uint64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void meter_check(uv_check_t *h) {
+    loop_meter *m = h->data;
+    uint64_t now = uv_hrtime();
+    uint64_t idle = uv_metrics_idle_time(h->loop);
+    uint64_t cpu = thread_cpu_ns();
+    if (m->started) {
+        uint64_t busy = (now - m->last_ns) - (idle - m->last_idle_ns);
+        if (busy > m->max_busy_ns)
+            m->max_busy_ns = busy;
+        if (cpu - m->last_cpu_ns > m->max_cpu_ns)
+            m->max_cpu_ns = cpu - m->last_cpu_ns;
+    }
+    m->started = true;
+    m->last_ns = now;
+    m->last_idle_ns = idle;
+    m->last_cpu_ns = cpu;
+}
+
+void loop_meter_start(loop_meter *m, uv_loop_t *loop) {
+    memset(m, 0, sizeof *m);
+    uv_check_init(loop, &m->check);
+    m->check.data = m;
+    uv_check_start(&m->check, meter_check);
+    uv_unref((uv_handle_t *)&m->check);
+}
+
+void loop_meter_reset(loop_meter *m) {
+    m->max_busy_ns = 0;
+    m->max_cpu_ns = 0;
+    m->started = false;
+}
+
+void loop_meter_stop(loop_meter *m) {
+    uv_close((uv_handle_t *)&m->check, NULL);
 }

@@ -39,6 +39,10 @@ SearchClusterConfig clusterConfig = {
     .connectTimeout = {0, 0},
 };
 
+RSConfig RSGlobalConfig = {
+    .requestConfigParams.queryTimeoutMS = 500,
+};
+
 static atomic_bool enterprise;
 
 bool IsEnterprise(void) {

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "hiredis/alloc.h"
 #include "host_internal.h"
 #include "rmr/command.h"
 #include "rmr/endpoint.h"
@@ -88,6 +89,19 @@ void MRCommand_Free(MRCommand *cmd) {
   RedisModule_Free(cmd->lens);
   if (cmd->cmd) sdsfree(cmd->cmd);
   *cmd = (MRCommand){0};
+}
+
+MRReply *MRReply_CreateError(const char *msg, size_t len) {
+  if (!msg || len == 0) host_fatal("MRReply_CreateError: empty message");
+  MRReply *reply = hi_calloc(1, sizeof *reply);
+  char *str = hi_malloc(len + 1);
+  if (!reply || !str) host_fatal("MRReply_CreateError: out of memory");
+  memcpy(str, msg, len);
+  str[len] = '\0';
+  reply->type = REDIS_REPLY_ERROR;
+  reply->len = len;
+  reply->str = str;
+  return reply;
 }
 
 void MRReply_Free(MRReply *reply) {

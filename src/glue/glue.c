@@ -28,11 +28,25 @@
 
 #include "mrconn_layout_checks.h"
 
+#include "hiredis/alloc.h"
 #include "hiredis/async.h"
 
 // The send of the hot path in one call: sdslen is static inline.
 int mrconn_send_formatted(redisAsyncContext *ac, redisCallbackFn *fn, void *privdata, const char *cmd) {
   return redisAsyncFormattedCommand(ac, fn, privdata, cmd, sdslen((sds)cmd));
+}
+
+// Frees a callback record taken off a reply list: hiredis allocated it with
+// hi_malloc, and hi_free is static inline.
+void mrconn_free_callback(redisCallback *cb) {
+  hi_free(cb);
+}
+
+// RediSearch's query timeout (search-timeout), in ms; 0 means unlimited. Read
+// without the GIL (Shrink may run on Redis's main thread, which holds it):
+// one relaxed atomic load of the aligned field that CONFIG SET rewrites.
+long long mrconn_query_timeout_ms(void) {
+  return __atomic_load_n(&RSGlobalConfig.requestConfigParams.queryTimeoutMS, __ATOMIC_RELAXED);
 }
 
 const uint64_t mrconn_ssl_ctx_options = SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3;
@@ -91,6 +105,8 @@ SAME_TYPE(&MREndpoint_Equal, bool (*)(const MREndpoint *, const MREndpoint *));
 SAME_TYPE(&MRReply_Type, int (*)(const MRReply *));
 SAME_TYPE(&MRReply_String, const char *(*)(const MRReply *, size_t *));
 SAME_TYPE(&MRReply_Free, void (*)(MRReply *));
+SAME_TYPE(&MRReply_CreateError, MRReply *(*)(const char *, size_t));
+SAME_TYPE(RSGlobalConfig.requestConfigParams.queryTimeoutMS, long long);
 
 // Field types the library reads or writes, beyond their offsets.
 SAME_TYPE(((MRCommand *)0)->cmd, sds);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //
-// Test-host stand-in for the Redis config readers. All three must be called
-// with the GIL held; values come from host_config_set().
+// Test-host stand-in for RediSearch's src/config.h: the module configuration
+// and the Redis config readers. The readers must be called with the GIL held;
+// their values come from host_config_set().
 #ifndef MRCONN_HOST_CONFIG_H
 #define MRCONN_HOST_CONFIG_H
 
@@ -12,6 +13,20 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+// RediSearch's module configuration, reduced to what the library reads: the
+// query timeout (search-timeout) in ms, 0 meaning unlimited. The real RSConfig
+// has many more fields; code reaches this one by name only.
+typedef struct {
+  long long queryTimeoutMS;
+} RequestConfig;
+
+typedef struct {
+  RequestConfig requestConfigParams;
+} RSConfig;
+
+// Starts with RediSearch's default query timeout, 500 ms; tests change it directly.
+extern RSConfig RSGlobalConfig;
 
 // A new string the caller frees with RedisModule_FreeString, or NULL if unset.
 RedisModuleString *getRedisConfigValue(RedisModuleCtx *ctx, const char *confName);

@@ -31,9 +31,10 @@ pub enum DrainCause {
 pub enum DrainOutcome {
     /// Every pending reply reached its callback; then it closed.
     Graceful,
-    /// The deadline (or shutdown) closed it; `failed` callbacks got NULL.
+    /// The deadline (or shutdown) closed it; `failed` callbacks got an
+    /// error reply.
     Forced {
-        /// Callbacks that received a NULL reply.
+        /// Callbacks that received an error reply.
         failed: u64,
     },
     /// The link broke first; hiredis failed the `failed` callbacks still
@@ -59,7 +60,9 @@ pub struct DrainStats {
     pub broken: u64,
     /// Draining connections taken back into a pool.
     pub reclaimed: u64,
-    /// Callbacks that received a NULL reply because a drain was forced.
+    /// Callbacks that got no reply from their shard: an error reply when a
+    /// drain was forced, NULL when its link broke. The batch reports count
+    /// the same.
     pub failed_callbacks: u64,
 }
 
@@ -78,7 +81,7 @@ pub struct BatchReport {
     pub broken: u64,
     /// Connections taken back into a pool.
     pub reclaimed: u64,
-    /// Callbacks failed with NULL, by force or by the broken link.
+    /// Callbacks failed by force (error reply) or by the broken link (NULL).
     pub failed_callbacks: u64,
 }
 
@@ -148,6 +151,7 @@ impl DrainBook {
                 report.broken += 1;
                 report.failed_callbacks += failed;
                 stats.broken += 1;
+                stats.failed_callbacks += failed;
             }
             DrainOutcome::Reclaimed => {
                 report.reclaimed += 1;
@@ -222,7 +226,7 @@ mod tests {
                 s.reclaimed,
                 s.failed_callbacks
             ),
-            (0, 1, 1, 1, 1, 5)
+            (0, 1, 1, 1, 1, 7)
         );
     }
 }

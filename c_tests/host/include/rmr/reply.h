@@ -21,6 +21,9 @@ int MRReply_Type(const MRReply *reply);
 // The text of a string, status, error or verbatim reply, else NULL.
 // len (if not NULL) receives the length, 0 when NULL is returned.
 const char *MRReply_String(const MRReply *reply, size_t *len);
+// A new error reply holding a copy of msg[0..len) (len > 0, else fatal), to
+// be freed with MRReply_Free; allocated as hiredis allocates replies.
+MRReply *MRReply_CreateError(const char *msg, size_t len);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//
+// A forced drain never turns into silently missing results (issue 9).
+//
+// 1. The default deadline follows RediSearch's query timeout (search-timeout,
+//    RSGlobalConfig.requestConfigParams.queryTimeoutMS): max(5000, timeout +
+//    1000) ms, and no deadline at all when the timeout is 0 (unlimited), as
+//    in conn.c. Three managers drain side by side on one loop, each started
+//    under another query timeout:
+//    - 12000 ms: a 7 s command (BLPOP on a real redis-server) on a
+//      shrunk-away connection gets its real reply;
+//    - 0: a command that is never answered is not failed within 10 s; the
+//      drain stays open until Shutdown, which fails it with its error reply;
+//    - 500 (RediSearch's default): forced at 5000 ms, with the error reply
+//      "ERR connection to 127.0.0.1:<port> closed: drain deadline of 5000 ms
+//      reached", exactly once, and no NULL after it.
+//    SetDrainTimeout(200) (a set deadline) is test_drain_deadline's.
+// 2. A callback receiving that error reply may call back into the manager:
+//    send on another connection, Expand, Shrink, Add (equal and new
+//    endpoint), Disconnect (another node, its own node) and Shutdown. Every
+//    callback still runs exactly once, nothing leaks, no handle stays open.
+//
+// The commands that are never answered go to the harness's RESP server
+// (never_reply_to): a real redis-server cannot be made to hold one reply
+// forever.
+#include "config.h"
+#include "drain_common.h"
+
+static uv_loop_t loop;
+
+// A manager with one node of two connections; commands go to the second,
+// which a Shrink to 1 sends draining.
+typedef struct {
+  MRConnManager mgr;
+  MRConn *conns[2];
+} one_node;
+
+static bool both_connected(void *arg) {
+  one_node *n = arg;
+  return dc_distinct(&n->mgr, "n0", 2, n->conns) == 2;
+}
+
+static void one_node_start(one_node *n, int port) {
+  MRConnManager_Init(&n->mgr, 2);
+  MREndpoint ep = {.host = "127.0.0.1", .port = port};
+  CHECK(MRConnManager_Add(&n->mgr, &loop, "n0", &ep));
+  CHECK(loop_run_until(&loop, both_connected, n, 10000));
+}
+
+// The connection that Shrink(1) removes: the pool keeps its first.
+static MRConn *surplus(one_node *n) {
+  MRConn *kept = MRConn_Get(&n->mgr, "n0");
+  return kept == n->conns[0] ? n->conns[1] : n->conns[0];
+}
+
+static bool called(void *arg) { return ((dc_req *)arg)->calls > 0; }
+
+// A loop, a real redis-server, and a RESP server that never answers STALL.
+static resp_server *servers_start(redis_proc *r) {
+  host_init();
+  host_set_enterprise(true);
+  if (uv_loop_init(&loop) != 0 || redis_start(r, NULL) != 0) return NULL;
+  struct resp_server_opts o = {.never_reply_to = "STALL"};
+  return resp_server_start(&o);
+}
+
+// After the managers are shut down: no NULL reply and no second callback
+// came after the error replies, no handle is open, nothing leaks.
+static void servers_stop(redis_proc *r, resp_server *srv) {
+  uv_run(&loop, UV_RUN_NOWAIT);
+  CHECK_EQ_INT(dc.nulls + dc.duplicates, 0);
+  CHECK_EQ_INT(loop_count_open_handles(&loop), 0);
+  loop_close_all_handles(&loop);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+  CHECK_EQ_INT((long long)host_alloc_live_count(), 0);
+  resp_server_stop(srv);
+  redis_stop(r);
+}
+
+TEST(deadline_follows_the_query_timeout) {
+  redis_proc r;
+  resp_server *srv = servers_start(&r);
+  REQUIRE(srv != NULL);
+  dc_reset_counts();
+  static one_node slow, unlimited, dflt;
+  one_node_start(&slow, r.port);
+  one_node_start(&unlimited, resp_server_port(srv));
+  one_node_start(&dflt, resp_server_port(srv));
+  static dc_req q_slow, q_unlimited, q_dflt;
+  memset(&q_slow, 0, sizeof q_slow);
+  memset(&q_unlimited, 0, sizeof q_unlimited);
+  memset(&q_dflt, 0, sizeof q_dflt);
+  const char *stall[] = {"STALL"};
+  host_log_clear();
+  uint64_t t0 = now_us();
+
+  // search-timeout 12000: the drain waits up to 13 s, so the 7 s BLPOP ends
+  // with its real reply (a nil).
+  RSGlobalConfig.requestConfigParams.queryTimeoutMS = 12000;
+  CHECK_EQ_INT(MRConnManager_GetDrainTimeout(), 13000);
+  CHECK_EQ_INT(dc_send_blpop(surplus(&slow), &q_slow, "7"), REDIS_OK);
+  loop_run_for(&loop, 20);
+  MRConnManager_Shrink(&slow.mgr, 1);
+  CHECK_EQ_INT(host_log_count("notice", "1 draining with 1 commands pending (deadline 13000 ms)"), 1);
+
+  // search-timeout 0: no deadline.
+  RSGlobalConfig.requestConfigParams.queryTimeoutMS = 0;
+  CHECK_EQ_INT(MRConnManager_GetDrainTimeout(), 0);
+  CHECK_EQ_INT(dc_send_argv(surplus(&unlimited), &q_unlimited, 1, stall), REDIS_OK);
+  loop_run_for(&loop, 20);
+  MRConnManager_Shrink(&unlimited.mgr, 1);
+  CHECK_EQ_INT(host_log_count("notice", "1 draining with 1 commands pending (no deadline)"), 1);
+
+  // search-timeout 500, RediSearch's default: 5000 ms.
+  RSGlobalConfig.requestConfigParams.queryTimeoutMS = 500;
+  CHECK_EQ_INT(MRConnManager_GetDrainTimeout(), 5000);
+  CHECK_EQ_INT(dc_send_argv(surplus(&dflt), &q_dflt, 1, stall), REDIS_OK);
+  loop_run_for(&loop, 20);
+  uint64_t t_dflt = now_us();
+  MRConnManager_Shrink(&dflt.mgr, 1);
+  CHECK_EQ_INT(host_log_count("notice", "1 draining with 1 commands pending (deadline 5000 ms)"), 1);
+
+  CHECK(loop_run_until(&loop, called, &q_dflt, 8000));
+  double dflt_ms = (q_dflt.reply_us - t_dflt) / 1000.0;
+  char want[112];
+  snprintf(want, sizeof want, "ERR connection to 127.0.0.1:%d closed: drain deadline of 5000 ms reached",
+           resp_server_port(srv));
+  printf("  search-timeout 500: failed after %.0f ms with \"%s\"\n", dflt_ms, q_dflt.err);
+  CHECK_EQ_INT(q_dflt.closed, 1);
+  CHECK_EQ_STR(q_dflt.err, want);
+  CHECK(dflt_ms >= 4900 && dflt_ms <= 7000);
+  CHECK_EQ_INT(dc_stats(&dflt.mgr).forced, 1);
+
+  CHECK(loop_run_until(&loop, called, &q_slow, 9000));
+  double slow_ms = (q_slow.reply_us - t0) / 1000.0;
+  printf("  search-timeout 12000: the 7 s command got its real reply after %.0f ms\n", slow_ms);
+  CHECK_EQ_INT(q_slow.closed + q_slow.nulls + q_slow.bad, 0);
+  CHECK(slow_ms >= 6900);
+  dc_stat_arg none_draining = {&slow.mgr, 0};
+  CHECK(loop_run_until(&loop, dc_draining_is, &none_draining, 2000));
+  CHECK_EQ_INT(dc_stats(&slow.mgr).graceful, 1);
+
+  // 10 s after its Shrink, the unlimited drain still waits.
+  while (now_us() - t0 < 10100000) loop_run_for(&loop, 100);
+  printf("  search-timeout 0: nothing failed after %.0f ms\n", (now_us() - t0) / 1000.0);
+  CHECK_EQ_INT(q_unlimited.calls, 0);
+  CHECK_EQ_INT(dc_stats(&unlimited.mgr).draining, 1);
+  MRConnManager_Shutdown(&unlimited.mgr);
+  CHECK_EQ_INT(q_unlimited.closed, 1);
+  CHECK(strstr(q_unlimited.err, " closed: connection manager shut down") != NULL);
+
+  MRConnManager_Shutdown(&slow.mgr);
+  MRConnManager_Shutdown(&dflt.mgr);
+  CHECK_EQ_INT(q_slow.calls + q_unlimited.calls + q_dflt.calls, 3);
+  RSGlobalConfig.requestConfigParams.queryTimeoutMS = 500;
+  servers_stop(&r, srv);
+}
+
+// ---- 2. calling back into the manager from a forced error reply ----
+
+#define STUCK 7  // pool of n0, all but one shrunk away with a STALL pending
+
+static MRConnManager mgr;
+static int live_port, stuck_port;
+static int reentered;  // callbacks that called back into the manager
+static dc_req stuck_reqs[STUCK];
+static dc_req sent_inside;  // a command sent from inside a forced callback
+
+static void reenter(redisAsyncContext *ac, void *r, void *priv) {
+  dc_on_reply(ac, r, priv);
+  MREndpoint same = {.host = "127.0.0.1", .port = stuck_port};
+  MREndpoint other = {.host = "127.0.0.1", .port = live_port};
+  switch (reentered++) {
+    case 0: {
+      MRConn *c = MRConn_Get(&mgr, "live");
+      CHECK(c != NULL);
+      CHECK_EQ_INT(dc_send_echo(c, &sent_inside), REDIS_OK);
+      break;
+    }
+    case 1:
+      MRConnManager_Expand(&mgr, 3, &loop);
+      break;
+    case 2:
+      MRConnManager_Shrink(&mgr, 1);
+      break;
+    case 3:
+      CHECK(!MRConnManager_Add(&mgr, &loop, "stuck", &same));
+      break;
+    case 4:
+      CHECK(MRConnManager_Add(&mgr, &loop, "new", &other));
+      break;
+    case 5:
+      CHECK_EQ_INT(MRConnManager_Disconnect(&mgr, "live"), REDIS_OK);
+      break;
+    case 6:
+      CHECK_EQ_INT(MRConnManager_Disconnect(&mgr, "stuck"), REDIS_OK);
+      MRConnManager_Shutdown(&mgr);
+      break;
+  }
+}
+
+static bool pools_ready(void *arg) {
+  (void)arg;
+  MRConn *seen[STUCK + 1];
+  return dc_distinct(&mgr, "stuck", STUCK + 1, seen) == STUCK + 1 && MRConn_Get(&mgr, "live") != NULL;
+}
+
+static bool all_stuck_called(void *arg) {
+  (void)arg;
+  for (int k = 0; k < STUCK; k++)
+    if (stuck_reqs[k].calls == 0) return false;
+  return sent_inside.calls > 0;
+}
+
+TEST(forced_error_callbacks_may_call_back_in) {
+  redis_proc r;
+  resp_server *srv = servers_start(&r);
+  REQUIRE(srv != NULL);
+  live_port = r.port;
+  stuck_port = resp_server_port(srv);
+  dc_reset_counts();
+  memset(stuck_reqs, 0, sizeof stuck_reqs);
+  memset(&sent_inside, 0, sizeof sent_inside);
+  sent_inside.id = 1000;
+  reentered = 0;
+
+  MRConnManager_Init(&mgr, STUCK + 1);
+  MREndpoint stuck_ep = {.host = "127.0.0.1", .port = stuck_port};
+  MREndpoint live_ep = {.host = "127.0.0.1", .port = live_port};
+  CHECK(MRConnManager_Add(&mgr, &loop, "stuck", &stuck_ep));
+  CHECK(MRConnManager_Add(&mgr, &loop, "live", &live_ep));
+  CHECK(loop_run_until(&loop, pools_ready, NULL, 10000));
+  MRConn *conns[STUCK + 1];
+  REQUIRE(dc_distinct(&mgr, "stuck", STUCK + 1, conns) == STUCK + 1);
+  MRConn *kept = MRConn_Get(&mgr, "stuck");
+  const char *stall[] = {"STALL"};
+  int k = 0;
+  for (int j = 0; j < STUCK + 1; j++) {
+    if (conns[j] == kept) continue;
+    size_t lens[] = {5};
+    MRCommand cmd = MR_NewCommandArgvLen(1, stall, lens);
+    stuck_reqs[k].conn = conns[j];
+    CHECK_EQ_INT(MRConn_SendCommand(conns[j], &cmd, reenter, &stuck_reqs[k]), REDIS_OK);
+    MRCommand_Free(&cmd);
+    k++;
+  }
+  REQUIRE(k == STUCK);
+  loop_run_for(&loop, 20);
+
+  MRConnManager_SetDrainTimeout(100);
+  MRConnManager_Shrink(&mgr, 1);
+  CHECK_EQ_INT(dc_stats(&mgr).draining, STUCK);
+  CHECK(loop_run_until(&loop, all_stuck_called, NULL, 5000));
+  printf("  %d forced callbacks called back in; the command sent from one got %s\n", reentered,
+         sent_inside.closed ? sent_inside.err : sent_inside.nulls ? "NULL" : "its reply");
+  CHECK_EQ_INT(reentered, STUCK);
+  for (int j = 0; j < STUCK; j++) {
+    CHECK_EQ_INT(stuck_reqs[j].calls, 1);
+    CHECK_EQ_INT(stuck_reqs[j].closed, 1);
+  }
+  CHECK_EQ_INT(sent_inside.calls, 1);
+  CHECK_EQ_INT(sent_inside.nulls, 0);
+  CHECK(mgr.map == NULL);  // the last callback shut the manager down
+
+  MRConnManager_SetDrainTimeout(MRCONN_DRAIN_TIMEOUT_DEFAULT);
+  servers_stop(&r, srv);
+}
+
+// ---- 3. what counts as pending work ----
+
+static bool server_saw(void *arg) {
+  char out[64];
+  return redis_cmd(*(int *)arg, out, sizeof out, "EXISTS nocb-done") == 0 && strcmp(out, ":1") == 0;
+}
+
+// A command queued without a callback has no callback to count, but its
+// bytes and its reply are still on the connection: Shrink drains it (one
+// rule, src/pending.rs, decides both "close at once" and "drain over"),
+// rather than cutting it off before the server got it.
+TEST(a_command_without_callback_still_drains) {
+  redis_proc r;
+  resp_server *srv = servers_start(&r);
+  REQUIRE(srv != NULL);
+  dc_reset_counts();
+  static one_node n;
+  one_node_start(&n, r.port);
+  // A blocking pop answered after 0.3 s, then a SET it holds back, both
+  // without a callback.
+  const char *pop[] = {"BLPOP", "nocb-none", "0.3"};
+  const char *set[] = {"SET", "nocb-done", "1"};
+  for (int i = 0; i < 2; i++) {
+    const char **argv = i ? set : pop;
+    size_t lens[3] = {strlen(argv[0]), strlen(argv[1]), strlen(argv[2])};
+    MRCommand cmd = MR_NewCommandArgvLen(3, argv, lens);
+    CHECK_EQ_INT(MRConn_SendCommand(surplus(&n), &cmd, NULL, NULL), REDIS_OK);
+    MRCommand_Free(&cmd);
+  }
+  loop_run_for(&loop, 20);
+  host_log_clear();
+  MRConnManager_Shrink(&n.mgr, 1);
+  CHECK_EQ_INT(host_log_count("notice", "0 closed idle, 1 draining with 0 commands pending"), 1);
+  CHECK_EQ_INT(dc_stats(&n.mgr).draining, 1);
+  dc_stat_arg over = {&n.mgr, 0};
+  CHECK(loop_run_until(&loop, dc_draining_is, &over, 3000));
+  CHECK_EQ_INT(dc_stats(&n.mgr).graceful, 1);
+  CHECK(loop_run_until(&loop, server_saw, &r.port, 2000));
+  MRConnManager_Shutdown(&n.mgr);
+  servers_stop(&r, srv);
+}
+
+HARNESS_MAIN(HARNESS_TEST(deadline_follows_the_query_timeout),
+             HARNESS_TEST(forced_error_callbacks_may_call_back_in),
+             HARNESS_TEST(a_command_without_callback_still_drains))

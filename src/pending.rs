@@ -1,0 +1,129 @@
+//! The commands a hiredis context still owes a reply. hiredis keeps one
+//! callback record per queued command in `ac->replies` (`ac->sub.replies`
+//! once subscribed) and unlinks it just before running its callback
+//! (CONTRACT §7). The lists are read and edited through the bindgen structs
+//! of the very headers the build compiles against.
+//!
+//! One rule says when a context has work left ([`is_idle`]); both the decision
+//! to drain and the decision that a drain is over use it.
+
+use std::ffi::{c_int, c_void};
+use std::ptr::{self, NonNull};
+
+use crate::host;
+use crate::sys::glue::mrconn_free_callback;
+use crate::sys::hiredis::{
+    REDIS_DISCONNECTING, REDIS_IN_CALLBACK, REDIS_SUBSCRIBED, redisAsyncContext, redisCallbackFn,
+};
+
+/// Whether `ac` has nothing left to do: no record in either list (a command
+/// queued without a callback, like `HELLO`, still has bytes to send and a
+/// reply to read) and no subscription (whose messages keep coming).
+///
+/// # Safety
+/// 1. `ac` is a live context, used on its loop thread.
+pub unsafe fn is_idle(ac: NonNull<redisAsyncContext>) -> bool {
+    // SAFETY: 1.; plain reads of two list heads and the flags.
+    let ac = unsafe { ac.as_ref() };
+    ac.replies.head.is_null()
+        && ac.sub.replies.head.is_null()
+        && ac.c.flags & REDIS_SUBSCRIBED as c_int == 0
+}
+
+/// How many records on `ac` carry a callback: the user commands that will
+/// get a reply, an error reply or NULL.
+///
+/// # Safety
+/// 1. `ac` is a live context, used on its loop thread, not inside one of its
+///    own callbacks that is editing the lists (hiredis keeps them
+///    well-formed between callbacks).
+pub unsafe fn callbacks(ac: NonNull<redisAsyncContext>) -> u64 {
+    // SAFETY: 1.
+    let ac = unsafe { ac.as_ref() };
+    let mut n = 0;
+    for head in [ac.replies.head, ac.sub.replies.head] {
+        let mut record = head;
+        while !record.is_null() {
+            // SAFETY: 1.: a record of a well-formed list.
+            let r = unsafe { &*record };
+            n += u64::from(r.fn_.is_some());
+            record = r.next;
+        }
+    }
+    n
+}
+
+/// Runs every callback still pending on `ac`, oldest first, each exactly once
+/// with its own `REDIS_REPLY_ERROR` reply of `text` (from the host's
+/// `MRReply_CreateError`, owned by the callback as every reply is here), and
+/// leaves both lists empty, so that freeing the context afterwards fails
+/// nothing with NULL. Returns how many callbacks ran.
+///
+/// The context refuses new commands from here on. Each callback runs as
+/// hiredis runs one (`REDIS_IN_CALLBACK` set), so a free or disconnect of
+/// `ac` asked for from inside it waits until it returns; a callback may call
+/// back into the manager.
+///
+/// # Safety
+/// 1. `ac` is a live context on its loop thread that no connection owns any
+///    more (`data` cleared), and that the caller frees right after.
+pub unsafe fn fail_all(ac: NonNull<redisAsyncContext>, text: &str) -> u64 {
+    let ac = ac.as_ptr();
+    // SAFETY: 1.: the flags of a live context.
+    let flags = unsafe { &raw mut (*ac).c.flags };
+    // SAFETY: as above.
+    unsafe { *flags |= REDIS_DISCONNECTING as c_int };
+    let mut ran = 0;
+    // Records are taken one at a time: a callback may not add any (the
+    // context refuses commands), but it may free other contexts.
+    // SAFETY: 1.
+    while let Some((callback, privdata)) = unsafe { shift(ac) } {
+        let Some(callback) = callback else { continue };
+        let reply = host::error_reply(text);
+        // SAFETY: as above.
+        let outer = unsafe { *flags } & REDIS_IN_CALLBACK as c_int;
+        // SAFETY: as above.
+        unsafe { *flags |= REDIS_IN_CALLBACK as c_int };
+        // SAFETY: the callback and privdata the user queued together; the
+        // reply is new and becomes the callback's.
+        unsafe { callback(ac, reply, privdata) };
+        // SAFETY: as above; the context outlives its callbacks (a free asked
+        // for inside one is deferred by the flag).
+        let after = unsafe { *flags };
+        // SAFETY: as above.
+        unsafe { *flags = (after & !(REDIS_IN_CALLBACK as c_int)) | outer };
+        ran += 1;
+    }
+    ran
+}
+
+/// Takes the oldest record off `ac`'s lists (`replies` first, as hiredis
+/// fails them), frees it with hiredis's allocator, and returns its callback.
+///
+/// # Safety
+/// 1. `ac` is a live context on its loop thread, between its callbacks.
+unsafe fn shift(ac: *mut redisAsyncContext) -> Option<(redisCallbackFn, *mut c_void)> {
+    // SAFETY: 1.
+    let replies = unsafe { &raw mut (*ac).replies };
+    // SAFETY: 1.
+    let sub_replies = unsafe { &raw mut (*ac).sub.replies };
+    for list in [replies, sub_replies] {
+        // SAFETY: 1.: a list of a live context.
+        let list = unsafe { &mut *list };
+        let Some(head) = NonNull::new(list.head) else {
+            continue;
+        };
+        // SAFETY: 1.: the head record of a well-formed list.
+        let record = unsafe { head.as_ref() };
+        let taken = (record.fn_, record.privdata);
+        list.head = record.next;
+        if list.tail == head.as_ptr() {
+            list.tail = ptr::null_mut();
+        }
+        // SAFETY: hiredis allocated the record with its allocator; it is
+        // unlinked and referenced by nothing any more.
+        unsafe { mrconn_free_callback(head.as_ptr()) };
+        return Some(taken);
+    }
+    None
+}
