@@ -587,7 +587,7 @@ static void op_map_key(void) {
   }
 }
 
-/* Never 0, which will mean "no deadline". Short: a server is paused past
+/* Never 0, which means "no deadline". Short: a server is paused past
  * the deadline, and a long pause starves every node on it. */
 static const uint32_t deadlines[] = {1, 20, 50, 100, 100, 250, 250, 500};
 
@@ -707,9 +707,9 @@ static void callback_op(uint64_t id) {
 }
 
 /* As RediSearch does for cursors, a reply callback sometimes sends the next
- * command itself — here also from NULL-reply callbacks, i.e. from inside a
- * forced close, a broken link or Shutdown (where it must be refused, not
- * crash or outlive Shutdown). */
+ * command itself — here also from failed callbacks (an error reply or NULL),
+ * i.e. from inside a forced close, a broken link or Shutdown (where it must
+ * be refused, not crash or outlive Shutdown). */
 static void maybe_follow_up(uint64_t id) {
   uint64_t h = id * UINT64_C(0x9e3779b97f4a7c15);
   if (atomic_load(&submitted) + 1000 >= max_ids) return;
@@ -864,8 +864,8 @@ static void *loop_main(void *arg) {
   uv_close((uv_handle_t *)&op_timer, NULL);
   uv_close((uv_handle_t *)&topology_timer, NULL);
   /* Commands in flight at teardown: queued, never written (the loop does not
-   * run again), failed by Shutdown — whose NULL-reply callbacks call back
-   * into the manager being torn down. */
+   * run again), failed by Shutdown — whose callbacks call back into the
+   * manager being torn down. */
   for (int i = 0; i < 200; i++) {
     struct job j = {.id = new_ids(1), .rnd = (uint32_t)rng_next(&loop_rng), .node = (uint8_t)(i % NODES)};
     dispatch(&j);
