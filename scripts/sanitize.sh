@@ -13,7 +13,8 @@
 #     on the plain build, since ASan then sees none of the Rust code;
 #  3. the soak (c_tests/soak/soak.c) in build-asan: 3 redis-servers and a RESP
 #     server, load, pool churn and injected faults; nothing lost, duplicated
-#     or leaked, no stall;
+#     or leaked, no stall, at least 80 % of the commands really sent and 500
+#     faults a minute;
 #  4. a short libFuzzer run of fuzz/fuzz_api.c over fuzz/corpus, in build-asan.
 # Any sanitizer or valgrind report fails the pass.
 #
@@ -141,7 +142,10 @@ for t in json.load(sys.stdin)["tests"]:
     # The fuzzer's corpus (hostile API sequences), replayed without libFuzzer.
     "${vg[@]}" "$plain_dir/mrconn_fuzz_replay" fuzz/corpus
     if [ "$vg_soak_seconds" != 0 ]; then
-      "${vg[@]}" "$plain_dir/mrconn_soak" --seconds "$vg_soak_seconds" --max-stall-ms 0 --inflight 100
+      # Memory errors only: valgrind's slowdown voids the timing bounds (stalls,
+      # the share of commands sent, faults a minute), which the ASan soak checks.
+      "${vg[@]}" "$plain_dir/mrconn_soak" --seconds "$vg_soak_seconds" --max-stall-ms 0 --inflight 100 \
+        --min-sent-pct 0 --min-faults-per-min 0
       echo "valgrind: soak clean"
     fi
     if [ ${#vg_slow[@]} -gt 0 ]; then
