@@ -1102,11 +1102,7 @@ TEST(soak) {
          draining_at_shutdown, shutdown_followups);
   printf("soak: pool operations %" PRIu64 " (%" PRIu64 " deliberately out of range); drains: %" PRIu64
          " graceful, %" PRIu64 " forced, %" PRIu64 " link lost, %" PRIu64 " reclaimed, %" PRIu64
-<<<<<<< HEAD
-         " callbacks failed (deadline or lost link)\n",
-=======
          " callbacks failed\n",
->>>>>>> soak
          (uint64_t)atomic_load(&pool_ops), (uint64_t)atomic_load(&invalid_ops), final_drain_stats.graceful,
          final_drain_stats.forced, final_drain_stats.broken, final_drain_stats.reclaimed,
          final_drain_stats.failedCallbacks);
