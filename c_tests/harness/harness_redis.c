@@ -422,7 +422,8 @@ static bool reap(redis_proc *p, int options) {
     return false;
 }
 
-/* 0: ready; -2: exited (reaped); -1: no answer in time (killed). */
+/* 0: ready; -2: exited (reaped); -3: another server answers on the port
+ * (ours killed); -1: no answer in time (killed). */
 static int launch_and_wait(redis_proc *p) {
     pid_t pid = spawn_redis(p);
     if (pid < 0)
@@ -433,22 +434,35 @@ static int launch_and_wait(redis_proc *p) {
     while (now_ms() < deadline) {
         if (reap(p, WNOHANG))
             return -2;
-        /* Any reply (+PONG, -NOAUTH, -LOADING) means it serves requests. */
+        /* Any reply (INFO's text, -NOAUTH, -LOADING) means a server serves
+         * requests there; when it is INFO's text, it must name our process:
+         * another test run may have taken the same free port first. */
         struct rbuf *r = calloc(1, sizeof *r);
         if (!r)
             break;
         r->deadline_ms = now_ms() + 500;
         r->fd = connect_local(p->admin_port, 200);
         int rc = -1;
-        char reply[128];
-        const char *ping[] = {"PING"};
+        char reply[4096];
+        const char *info[] = {"INFO", "server"};
         if (r->fd >= 0) {
-            if (send_command(r->fd, 1, ping, NULL, r->deadline_ms) == 0)
+            if (send_command(r->fd, 2, info, NULL, r->deadline_ms) == 0)
                 rc = read_reply(r, reply, sizeof reply);
             close(r->fd);
         }
         free(r);
-        if (rc >= 0)
+        if (rc == 0) {
+            char mine[40];
+            snprintf(mine, sizeof mine, "process_id:%d\r", (int)pid);
+            if (strstr(reply, mine))
+                return 0;
+            if (strstr(reply, "process_id:")) {
+                /* Someone else's server on our port: ours cannot bind. */
+                redis_kill(p);
+                return -3;
+            }
+        }
+        if (rc > 0)
             return 0;
         sleep_ms(10);
     }
@@ -507,7 +521,7 @@ static int start_common(redis_proc *p) {
         if (p->port < 0 || p->admin_port < 0)
             break;
         rc = launch_and_wait(p);
-        if (rc != -2 || !port_was_taken(p))
+        if (rc != -3 && (rc != -2 || !port_was_taken(p)))
             break;
     }
     if (rc != 0) {
