@@ -28,8 +28,9 @@
 
 static uv_loop_t loop;
 
-// A manager with one node of two connections; commands go to the second,
-// which a Shrink to 1 sends draining.
+// A manager with one node of two connections. Both get the same command, so
+// that whichever one a Shrink to 1 removes (the pool keeps its first) drains
+// with it, while the other keeps its own.
 typedef struct {
   MRConnManager mgr;
   MRConn *conns[2];
@@ -47,13 +48,20 @@ static void one_node_start(one_node *n, int port) {
   CHECK(loop_run_until(&loop, both_connected, n, 10000));
 }
 
-// The connection that Shrink(1) removes: the pool keeps its first.
-static MRConn *surplus(one_node *n) {
-  MRConn *kept = MRConn_Get(&n->mgr, "n0");
-  return kept == n->conns[0] ? n->conns[1] : n->conns[0];
+// Sends argv on both connections of n, one request each.
+static void send_both(one_node *n, dc_req *q, int argc, const char **argv) {
+  for (int i = 0; i < 2; i++) CHECK_EQ_INT(dc_send_argv(n->conns[i], &q[i], argc, argv), REDIS_OK);
 }
 
-static bool called(void *arg) { return ((dc_req *)arg)->calls > 0; }
+static bool any_called(void *arg) {
+  dc_req *q = arg;
+  return q[0].calls + q[1].calls > 0;
+}
+
+static bool both_called(void *arg) {
+  dc_req *q = arg;
+  return q[0].calls > 0 && q[1].calls > 0;
+}
 
 // A loop, a real redis-server, and a RESP server that never answers STALL.
 static resp_server *servers_start(redis_proc *r) {
@@ -86,11 +94,12 @@ TEST(deadline_follows_the_query_timeout) {
   one_node_start(&slow, r.port);
   one_node_start(&unlimited, resp_server_port(srv));
   one_node_start(&dflt, resp_server_port(srv));
-  static dc_req q_slow, q_unlimited, q_dflt;
-  memset(&q_slow, 0, sizeof q_slow);
-  memset(&q_unlimited, 0, sizeof q_unlimited);
-  memset(&q_dflt, 0, sizeof q_dflt);
+  static dc_req q_slow[2], q_unlimited[2], q_dflt[2];
+  memset(q_slow, 0, sizeof q_slow);
+  memset(q_unlimited, 0, sizeof q_unlimited);
+  memset(q_dflt, 0, sizeof q_dflt);
   const char *stall[] = {"STALL"};
+  const char *blpop[] = {"BLPOP", "drain-errors-nokey", "7"};
   host_log_clear();
   uint64_t t0 = now_us();
 
@@ -98,7 +107,7 @@ TEST(deadline_follows_the_query_timeout) {
   // with its real reply (a nil).
   RSGlobalConfig.requestConfigParams.queryTimeoutMS = 12000;
   CHECK_EQ_INT(MRConnManager_GetDrainTimeout(), 13000);
-  CHECK_EQ_INT(dc_send_blpop(surplus(&slow), &q_slow, "7"), REDIS_OK);
+  send_both(&slow, q_slow, 3, blpop);
   loop_run_for(&loop, 20);
   MRConnManager_Shrink(&slow.mgr, 1);
   CHECK_EQ_INT(host_log_count("notice", "1 draining with 1 commands pending (deadline 13000 ms)"), 1);
@@ -106,7 +115,7 @@ TEST(deadline_follows_the_query_timeout) {
   // search-timeout 0: no deadline.
   RSGlobalConfig.requestConfigParams.queryTimeoutMS = 0;
   CHECK_EQ_INT(MRConnManager_GetDrainTimeout(), 0);
-  CHECK_EQ_INT(dc_send_argv(surplus(&unlimited), &q_unlimited, 1, stall), REDIS_OK);
+  send_both(&unlimited, q_unlimited, 1, stall);
   loop_run_for(&loop, 20);
   MRConnManager_Shrink(&unlimited.mgr, 1);
   CHECK_EQ_INT(host_log_count("notice", "1 draining with 1 commands pending (no deadline)"), 1);
@@ -114,28 +123,34 @@ TEST(deadline_follows_the_query_timeout) {
   // search-timeout 500, RediSearch's default: 5000 ms.
   RSGlobalConfig.requestConfigParams.queryTimeoutMS = 500;
   CHECK_EQ_INT(MRConnManager_GetDrainTimeout(), 5000);
-  CHECK_EQ_INT(dc_send_argv(surplus(&dflt), &q_dflt, 1, stall), REDIS_OK);
+  send_both(&dflt, q_dflt, 1, stall);
   loop_run_for(&loop, 20);
   uint64_t t_dflt = now_us();
   MRConnManager_Shrink(&dflt.mgr, 1);
   CHECK_EQ_INT(host_log_count("notice", "1 draining with 1 commands pending (deadline 5000 ms)"), 1);
 
-  CHECK(loop_run_until(&loop, called, &q_dflt, 8000));
-  double dflt_ms = (q_dflt.reply_us - t_dflt) / 1000.0;
+  // Only the drained connection's command fails at the deadline.
+  CHECK(loop_run_until(&loop, any_called, q_dflt, 8000));
+  dc_req *forced = q_dflt[0].calls ? &q_dflt[0] : &q_dflt[1];
+  dc_req *kept = forced == &q_dflt[0] ? &q_dflt[1] : &q_dflt[0];
+  double dflt_ms = (forced->reply_us - t_dflt) / 1000.0;
   char want[112];
   snprintf(want, sizeof want, "ERR connection to 127.0.0.1:%d closed: drain deadline of 5000 ms reached",
            resp_server_port(srv));
-  printf("  search-timeout 500: failed after %.0f ms with \"%s\"\n", dflt_ms, q_dflt.err);
-  CHECK_EQ_INT(q_dflt.closed, 1);
-  CHECK_EQ_STR(q_dflt.err, want);
+  printf("  search-timeout 500: failed after %.0f ms with \"%s\"\n", dflt_ms, forced->err);
+  CHECK_EQ_INT(forced->closed, 1);
+  CHECK_EQ_STR(forced->err, want);
   CHECK(dflt_ms >= 4900 && dflt_ms <= 7000);
+  CHECK_EQ_INT(kept->calls, 0);
   CHECK_EQ_INT(dc_stats(&dflt.mgr).forced, 1);
 
-  CHECK(loop_run_until(&loop, called, &q_slow, 9000));
-  double slow_ms = (q_slow.reply_us - t0) / 1000.0;
-  printf("  search-timeout 12000: the 7 s command got its real reply after %.0f ms\n", slow_ms);
-  CHECK_EQ_INT(q_slow.closed + q_slow.nulls + q_slow.bad, 0);
-  CHECK(slow_ms >= 6900);
+  CHECK(loop_run_until(&loop, both_called, q_slow, 9000));
+  for (int i = 0; i < 2; i++) {
+    double slow_ms = (q_slow[i].reply_us - t0) / 1000.0;
+    printf("  search-timeout 12000: a 7 s command got its real reply after %.0f ms\n", slow_ms);
+    CHECK_EQ_INT(q_slow[i].closed + q_slow[i].nulls + q_slow[i].bad, 0);
+    CHECK(slow_ms >= 6900);
+  }
   dc_stat_arg none_draining = {&slow.mgr, 0};
   CHECK(loop_run_until(&loop, dc_draining_is, &none_draining, 2000));
   CHECK_EQ_INT(dc_stats(&slow.mgr).graceful, 1);
@@ -143,15 +158,19 @@ TEST(deadline_follows_the_query_timeout) {
   // 10 s after its Shrink, the unlimited drain still waits.
   while (now_us() - t0 < 10100000) loop_run_for(&loop, 100);
   printf("  search-timeout 0: nothing failed after %.0f ms\n", (now_us() - t0) / 1000.0);
-  CHECK_EQ_INT(q_unlimited.calls, 0);
+  CHECK_EQ_INT(q_unlimited[0].calls + q_unlimited[1].calls, 0);
   CHECK_EQ_INT(dc_stats(&unlimited.mgr).draining, 1);
   MRConnManager_Shutdown(&unlimited.mgr);
-  CHECK_EQ_INT(q_unlimited.closed, 1);
-  CHECK(strstr(q_unlimited.err, " closed: connection manager shut down") != NULL);
+  for (int i = 0; i < 2; i++) {
+    CHECK_EQ_INT(q_unlimited[i].closed, 1);
+    CHECK(strstr(q_unlimited[i].err, " closed: connection manager shut down") != NULL);
+  }
 
   MRConnManager_Shutdown(&slow.mgr);
   MRConnManager_Shutdown(&dflt.mgr);
-  CHECK_EQ_INT(q_slow.calls + q_unlimited.calls + q_dflt.calls, 3);
+  CHECK_EQ_INT(kept->closed, 1);
+  CHECK(strstr(kept->err, " closed: connection manager shut down") != NULL);
+  for (int i = 0; i < 2; i++) CHECK_EQ_INT(q_slow[i].calls + q_unlimited[i].calls + q_dflt[i].calls, 3);
   RSGlobalConfig.requestConfigParams.queryTimeoutMS = 500;
   servers_stop(&r, srv);
 }
@@ -272,7 +291,8 @@ TEST(forced_error_callbacks_may_call_back_in) {
 
 static bool server_saw(void *arg) {
   char out[64];
-  return redis_cmd(*(int *)arg, out, sizeof out, "EXISTS nocb-done") == 0 && strcmp(out, ":1") == 0;
+  return redis_cmd(*(int *)arg, out, sizeof out, "EXISTS nocb-done-0 nocb-done-1") == 0 &&
+         strcmp(out, ":2") == 0;
 }
 
 // A command queued without a callback has no callback to count, but its
@@ -286,16 +306,20 @@ TEST(a_command_without_callback_still_drains) {
   dc_reset_counts();
   static one_node n;
   one_node_start(&n, r.port);
-  // A blocking pop answered after 0.3 s, then a SET it holds back, both
-  // without a callback.
-  const char *pop[] = {"BLPOP", "nocb-none", "0.3"};
-  const char *set[] = {"SET", "nocb-done", "1"};
-  for (int i = 0; i < 2; i++) {
-    const char **argv = i ? set : pop;
-    size_t lens[3] = {strlen(argv[0]), strlen(argv[1]), strlen(argv[2])};
-    MRCommand cmd = MR_NewCommandArgvLen(3, argv, lens);
-    CHECK_EQ_INT(MRConn_SendCommand(surplus(&n), &cmd, NULL, NULL), REDIS_OK);
-    MRCommand_Free(&cmd);
+  // On each connection, a blocking pop answered after 0.3 s, then a SET it
+  // holds back, both without a callback.
+  for (int c = 0; c < 2; c++) {
+    char key[16];
+    snprintf(key, sizeof key, "nocb-done-%d", c);
+    const char *pop[] = {"BLPOP", "nocb-none", "0.3"};
+    const char *set[] = {"SET", key, "1"};
+    for (int i = 0; i < 2; i++) {
+      const char **argv = i ? set : pop;
+      size_t lens[3] = {strlen(argv[0]), strlen(argv[1]), strlen(argv[2])};
+      MRCommand cmd = MR_NewCommandArgvLen(3, argv, lens);
+      CHECK_EQ_INT(MRConn_SendCommand(n.conns[c], &cmd, NULL, NULL), REDIS_OK);
+      MRCommand_Free(&cmd);
+    }
   }
   loop_run_for(&loop, 20);
   host_log_clear();
