@@ -2,18 +2,21 @@
 //
 // A forced drain never turns into silently missing results (issue 9).
 //
-// 1. The default deadline follows RediSearch's query timeout (search-timeout,
-//    RSGlobalConfig.requestConfigParams.queryTimeoutMS): max(5000, timeout +
-//    1000) ms, and no deadline at all when the timeout is 0 (unlimited), as
-//    in conn.c. Three managers drain side by side on one loop, each started
-//    under another query timeout:
-//    - 12000 ms: a 7 s command (BLPOP on a real redis-server) on a
+// 1. The default deadline never cuts work RediSearch itself still waits for.
+//    When RediSearch enforces its query timeout (search-on-timeout fail or
+//    return-strict) it is max(5000, search-timeout + 1000) ms; with the
+//    `return` policy (RediSearch's default, whose coordinator waits for every
+//    shard however late) or a timeout of 0, there is none, as in conn.c.
+//    Three managers drain side by side on one loop, each started under
+//    another configuration:
+//    - fail, 12000 ms: a 7 s command (BLPOP on a real redis-server) on a
 //      shrunk-away connection gets its real reply;
-//    - 0: a command that is never answered is not failed within 10 s; the
-//      drain stays open until Shutdown, which fails it with its error reply;
-//    - 500 (RediSearch's default): forced at 5000 ms, with the error reply
-//      "ERR connection to 127.0.0.1:<port> closed: drain deadline of 5000 ms
-//      reached", exactly once, and no NULL after it.
+//    - return, 500 ms (RediSearch's defaults): a command that is never
+//      answered is not failed within 10 s; the drain stays open until
+//      Shutdown, which fails it with its error reply;
+//    - fail, 500 ms: forced at 5000 ms, with the error reply "ERR connection
+//      to 127.0.0.1:<port> closed: drain deadline of 5000 ms reached",
+//      exactly once, and no NULL after it.
 //    SetDrainTimeout(200) (a set deadline) is test_drain_deadline's.
 // 2. A callback receiving that error reply may call back into the manager:
 //    send on another connection, Expand, Shrink, Add (equal and new
@@ -103,8 +106,11 @@ TEST(deadline_follows_the_query_timeout) {
   host_log_clear();
   uint64_t t0 = now_us();
 
-  // search-timeout 12000: the drain waits up to 13 s, so the 7 s BLPOP ends
-  // with its real reply (a nil).
+  // fail, 12000: the drain waits up to 13 s, so the 7 s BLPOP ends with its
+  // real reply (a nil).
+  RSGlobalConfig.requestConfigParams.timeoutPolicy = TimeoutPolicy_Fail;
+  RSGlobalConfig.requestConfigParams.queryTimeoutMS = 0;
+  CHECK_EQ_INT(MRConnManager_GetDrainTimeout(), 0);  // unlimited: none either
   RSGlobalConfig.requestConfigParams.queryTimeoutMS = 12000;
   CHECK_EQ_INT(MRConnManager_GetDrainTimeout(), 13000);
   send_both(&slow, q_slow, 3, blpop);
@@ -112,16 +118,18 @@ TEST(deadline_follows_the_query_timeout) {
   MRConnManager_Shrink(&slow.mgr, 1);
   CHECK_EQ_INT(host_log_count("notice", "1 draining with 1 commands pending (deadline 13000 ms)"), 1);
 
-  // search-timeout 0: no deadline.
-  RSGlobalConfig.requestConfigParams.queryTimeoutMS = 0;
+  // RediSearch's defaults, return and 500: RediSearch waits for the shard,
+  // and so does the drain.
+  RSGlobalConfig.requestConfigParams.timeoutPolicy = TimeoutPolicy_Return;
+  RSGlobalConfig.requestConfigParams.queryTimeoutMS = 500;
   CHECK_EQ_INT(MRConnManager_GetDrainTimeout(), 0);
   send_both(&unlimited, q_unlimited, 1, stall);
   loop_run_for(&loop, 20);
   MRConnManager_Shrink(&unlimited.mgr, 1);
   CHECK_EQ_INT(host_log_count("notice", "1 draining with 1 commands pending (no deadline)"), 1);
 
-  // search-timeout 500, RediSearch's default: 5000 ms.
-  RSGlobalConfig.requestConfigParams.queryTimeoutMS = 500;
+  // fail, 500: 5000 ms.
+  RSGlobalConfig.requestConfigParams.timeoutPolicy = TimeoutPolicy_Fail;
   CHECK_EQ_INT(MRConnManager_GetDrainTimeout(), 5000);
   send_both(&dflt, q_dflt, 1, stall);
   loop_run_for(&loop, 20);
@@ -137,7 +145,7 @@ TEST(deadline_follows_the_query_timeout) {
   char want[112];
   snprintf(want, sizeof want, "ERR connection to 127.0.0.1:%d closed: drain deadline of 5000 ms reached",
            resp_server_port(srv));
-  printf("  search-timeout 500: failed after %.0f ms with \"%s\"\n", dflt_ms, forced->err);
+  printf("  fail, 500 ms: failed after %.0f ms with \"%s\"\n", dflt_ms, forced->err);
   CHECK_EQ_INT(forced->closed, 1);
   CHECK_EQ_STR(forced->err, want);
   CHECK(dflt_ms >= 4900 && dflt_ms <= 7000);
@@ -147,7 +155,7 @@ TEST(deadline_follows_the_query_timeout) {
   CHECK(loop_run_until(&loop, both_called, q_slow, 9000));
   for (int i = 0; i < 2; i++) {
     double slow_ms = (q_slow[i].reply_us - t0) / 1000.0;
-    printf("  search-timeout 12000: a 7 s command got its real reply after %.0f ms\n", slow_ms);
+    printf("  fail, 12000 ms: a 7 s command got its real reply after %.0f ms\n", slow_ms);
     CHECK_EQ_INT(q_slow[i].closed + q_slow[i].nulls + q_slow[i].bad, 0);
     CHECK(slow_ms >= 6900);
   }
@@ -155,9 +163,10 @@ TEST(deadline_follows_the_query_timeout) {
   CHECK(loop_run_until(&loop, dc_draining_is, &none_draining, 2000));
   CHECK_EQ_INT(dc_stats(&slow.mgr).graceful, 1);
 
-  // 10 s after its Shrink, the unlimited drain still waits.
+  // 10 s after its Shrink, the drain under RediSearch's defaults still waits.
   while (now_us() - t0 < 10100000) loop_run_for(&loop, 100);
-  printf("  search-timeout 0: nothing failed after %.0f ms\n", (now_us() - t0) / 1000.0);
+  printf("  return, 500 ms (RediSearch's defaults): nothing failed after %.0f ms\n",
+         (now_us() - t0) / 1000.0);
   CHECK_EQ_INT(q_unlimited[0].calls + q_unlimited[1].calls, 0);
   CHECK_EQ_INT(dc_stats(&unlimited.mgr).draining, 1);
   MRConnManager_Shutdown(&unlimited.mgr);
@@ -172,6 +181,7 @@ TEST(deadline_follows_the_query_timeout) {
   CHECK(strstr(kept->err, " closed: connection manager shut down") != NULL);
   for (int i = 0; i < 2; i++) CHECK_EQ_INT(q_slow[i].calls + q_unlimited[i].calls + q_dflt[i].calls, 3);
   RSGlobalConfig.requestConfigParams.queryTimeoutMS = 500;
+  RSGlobalConfig.requestConfigParams.timeoutPolicy = TimeoutPolicy_Return;
   servers_stop(&r, srv);
 }
 

@@ -71,7 +71,7 @@ TEST(disconnect_under_load_drains) {
   CHECK(MRConnManager_GetNodeState(&cl.mgr, "n0") == NULL);
   CHECK_EQ_INT(MRConnManager_Disconnect(&cl.mgr, "n0"), REDIS_ERR);
   CHECK(host_log_count("notice", "MRConnManager_Disconnect: node n0: 0 connections closed idle, 4 "
-                                 "draining with 12 commands pending (deadline 5000 ms)") == 1);
+                                 "draining with 12 commands pending (no deadline)") == 1);
   CHECK_EQ_INT(dc_stats(&cl.mgr).draining, POOL);
 
   CHECK(loop_run_until(&cl.loop, all_called, NULL, 5000));
@@ -120,7 +120,7 @@ TEST(endpoint_change_under_load_drains_the_old_pool) {
            cl.redis[0].port, cl.redis[1].port);
   CHECK_MSG(host_log_count("notice", want) == 1, "missing: %s", want);
   CHECK(host_log_count("notice", "MRConnManager_Add: node n0: 0 connections closed idle, 4 draining "
-                                 "with 12 commands pending (deadline 5000 ms)") == 1);
+                                 "with 12 commands pending (no deadline)") == 1);
   CHECK_EQ_INT(dc_stats(&cl.mgr).draining, POOL);
   // Same endpoint again: nothing changes.
   CHECK(!MRConnManager_Add(&cl.mgr, &cl.loop, "n0", &cl.ep[1]));

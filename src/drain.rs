@@ -31,7 +31,7 @@ use crate::host::dict;
 use crate::host::{self, Level, MREndpoint, hlog};
 use crate::manager::{MRConnManager, NodePool, State};
 use crate::pending;
-use crate::sys::glue::mrconn_query_timeout_ms;
+use crate::sys::glue::mrconn_enforced_query_timeout_ms;
 use crate::sys::hiredis::redisAsyncContext;
 use crate::sys::uv::{uv_loop_t, uv_timer_t};
 
@@ -58,13 +58,16 @@ pub fn set_timeout_ms(ms: u32) {
 /// The deadline of a drain that starts now; `None`: it waits as long as its
 /// work takes, as conn.c does.
 ///
-/// By default the deadline bounds hung shards, never slow queries: it is
-/// `max(5000, search-timeout + 1000)` ms, and none when RediSearch's query
-/// timeout is 0 (unlimited: the operator said to wait as long as it takes).
+/// By default the deadline never cuts work RediSearch itself still waits
+/// for: when RediSearch enforces its query timeout on a silent shard
+/// (`search-on-timeout` `fail` or `return-strict`), it is `max(5000,
+/// search-timeout + 1000)` ms, the shard's late reply being of no use by
+/// then; otherwise (the `return` policy, RediSearch's default, which waits
+/// for every shard; or a timeout of 0) there is none.
 pub fn deadline_ms() -> Option<u32> {
     match TIMEOUT_MS.load(Ordering::Relaxed) {
         0 => None,
-        TIMEOUT_DEFAULT => default_deadline_ms(mrconn_query_timeout_ms()),
+        TIMEOUT_DEFAULT => default_deadline_ms(mrconn_enforced_query_timeout_ms()),
         ms => Some(ms),
     }
 }

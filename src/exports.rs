@@ -514,8 +514,11 @@ pub unsafe extern "C" fn MRConnManager_Shutdown(mgr: Option<NonNull<MRConnManage
 /// pending callbacks gets an error reply ("ERR connection to host:port
 /// closed: drain deadline of N ms reached"). 0 means no deadline (drains
 /// wait as long as their work takes, as conn.c does).
-/// `MRCONN_DRAIN_TIMEOUT_DEFAULT` restores the default: `max(5000,
-/// search-timeout + 1000)` ms, or no deadline when `search-timeout` is 0.
+/// `MRCONN_DRAIN_TIMEOUT_DEFAULT` restores the default, which never cuts work
+/// RediSearch itself waits for: `max(5000, search-timeout + 1000)` ms when
+/// RediSearch enforces its query timeout (`search-on-timeout` `fail` or
+/// `return-strict`); none with the `return` policy (RediSearch's default,
+/// which waits for every shard) or a timeout of 0.
 /// Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn MRConnManager_SetDrainTimeout(timeoutMS: u32) {

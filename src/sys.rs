@@ -55,8 +55,9 @@ pub mod glue {
         ) -> c_int;
         /// `hi_free` of a callback record (static inline in `alloc.h`).
         pub fn mrconn_free_callback(cb: *mut redisCallback);
-        /// RediSearch's query timeout in ms (0: unlimited), read without the GIL.
-        pub safe fn mrconn_query_timeout_ms() -> i64;
+        /// RediSearch's query timeout in ms when it enforces it on a silent
+        /// shard (policy `fail` or `return-strict`), else 0; read without the GIL.
+        pub safe fn mrconn_enforced_query_timeout_ms() -> i64;
         /// `REDIS_REPLY_ERROR`, the `MRReply_Type` of an error reply.
         pub safe static mrconn_reply_error: c_int;
         /// `SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3`.

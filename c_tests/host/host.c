@@ -41,6 +41,7 @@ SearchClusterConfig clusterConfig = {
 
 RSConfig RSGlobalConfig = {
     .requestConfigParams.queryTimeoutMS = 500,
+    .requestConfigParams.timeoutPolicy = TimeoutPolicy_Return,
 };
 
 static atomic_bool enterprise;

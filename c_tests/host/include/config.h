@@ -15,17 +15,27 @@ extern "C" {
 #endif
 
 // RediSearch's module configuration, reduced to what the library reads: the
-// query timeout (search-timeout) in ms, 0 meaning unlimited. The real RSConfig
-// has many more fields; code reaches this one by name only.
+// query timeout (search-timeout) in ms, 0 meaning unlimited, and what a query
+// does when it expires (search-on-timeout). The real RSConfig has many more
+// fields; code reaches these by name only.
+typedef enum {
+  TimeoutPolicy_Return,
+  TimeoutPolicy_Fail,
+  TimeoutPolicy_ReturnStrict,
+  TimeoutPolicy_Invalid
+} RSTimeoutPolicy;
+
 typedef struct {
   long long queryTimeoutMS;
+  RSTimeoutPolicy timeoutPolicy;
 } RequestConfig;
 
 typedef struct {
   RequestConfig requestConfigParams;
 } RSConfig;
 
-// Starts with RediSearch's default query timeout, 500 ms; tests change it directly.
+// Starts with RediSearch's defaults, 500 ms and TimeoutPolicy_Return; tests
+// change it directly.
 extern RSConfig RSGlobalConfig;
 
 // A new string the caller frees with RedisModule_FreeString, or NULL if unset.
