@@ -33,11 +33,7 @@ static long cmdstat_calls(int port, const char *pass, const char *cmd) {
   return p ? strtol(p + strlen(needle), NULL, 10) : 0;
 }
 
-static void start(int conns) {
-  tu_begin();
-  CHECK(uv_loop_init(&loop) == 0);
-  MRConnManager_Init(&mgr, conns);
-}
+static void start(int conns) { tu_start1(&loop, &mgr, conns); }
 
 static void finish(void) {
   tu_teardown1(&loop, &mgr);

@@ -20,11 +20,7 @@ static uv_loop_t loop;
 
 #define CONNS 3
 
-static void start(void) {
-  tu_begin();
-  CHECK(uv_loop_init(&loop) == 0);
-  MRConnManager_Init(&mgr, CONNS);
-}
+static void start(void) { tu_start1(&loop, &mgr, CONNS); }
 
 static void finish(void) {
   tu_teardown1(&loop, &mgr);

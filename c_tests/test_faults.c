@@ -17,11 +17,7 @@
 static MRConnManager mgr;
 static uv_loop_t loop;
 
-static void start(int conns) {
-  tu_begin();
-  CHECK(uv_loop_init(&loop) == 0);
-  MRConnManager_Init(&mgr, conns);
-}
+static void start(int conns) { tu_start1(&loop, &mgr, conns); }
 
 static void finish(void) {
   tu_teardown1(&loop, &mgr);

@@ -47,11 +47,7 @@ static void client_files(const char *ca, const char *key) {
   set_file("tls-ca-cert-file", ca);
 }
 
-static void start(int conns) {
-  tu_begin();
-  CHECK(uv_loop_init(&loop) == 0);
-  MRConnManager_Init(&mgr, conns);
-}
+static void start(int conns) { tu_start1(&loop, &mgr, conns); }
 
 static void finish(void) {
   tu_teardown1(&loop, &mgr);

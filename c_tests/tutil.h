@@ -248,4 +248,12 @@ static inline void tu_begin(void) {
   clusterConfig.connectTimeout = (struct timeval){0, 0};
 }
 
+/* The start of a test with one manager, of `conns` connections per node, on
+ * its own loop. */
+static inline void tu_start1(uv_loop_t *loop, MRConnManager *m, int conns) {
+  tu_begin();
+  CHECK(uv_loop_init(loop) == 0);
+  MRConnManager_Init(m, conns);
+}
+
 #endif

@@ -21,7 +21,8 @@
 typedef struct MRConn MRConn;
 
 // `MRConnManager_SetDrainTimeout(MRCONN_DRAIN_TIMEOUT_DEFAULT)` restores the
-// default drain deadline, derived from RediSearch's query timeout.
+// default drain deadline, derived from RediSearch's query timeout and
+// timeout policy.
 #define MRCONN_DRAIN_TIMEOUT_DEFAULT 4294967295
 
 // The state of a connection (`conn.h`).

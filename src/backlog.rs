@@ -62,7 +62,7 @@ impl Backlog {
 
     /// Queues starting the connect of `conn`, from [`MRConn::new`].
     pub fn start(&mut self, map: NonNull<dict>, conn: NonNull<MRConn>) {
-        MRConn::queue(conn, false);
+        MRConn::queue_to_start(conn);
         self.jobs.push_back(Job::Start(conn));
         // SAFETY: a queued connection lives until the queue lets it go.
         let loop_ = unsafe { conn.as_ref() }.event_loop();
@@ -71,7 +71,7 @@ impl Backlog {
 
     /// Queues closing `conn`, which is in no pool and has nothing pending.
     pub fn close(&mut self, map: NonNull<dict>, conn: NonNull<MRConn>) {
-        MRConn::queue(conn, true);
+        MRConn::queue_to_close(conn);
         self.jobs.push_back(Job::Close(conn));
         // SAFETY: a queued connection lives until the queue lets it go.
         let loop_ = unsafe { conn.as_ref() }.event_loop();

@@ -144,16 +144,17 @@ impl MRConn {
         start_connect(conn);
     }
 
-    /// Marks `conn` as held by a backlog job: one that closes it, or one
-    /// that starts it.
-    pub fn queue(conn: NonNull<MRConn>, to_close: bool) {
-        let mark = if to_close {
-            Queued::ToClose
-        } else {
-            Queued::ToStart
-        };
+    /// Marks `conn`, in its pool, as held by a backlog job that starts it.
+    pub fn queue_to_start(conn: NonNull<MRConn>) {
         // SAFETY: callers pass live connections, on the loop thread.
-        unsafe { (*conn.as_ptr()).queued = mark };
+        unsafe { (*conn.as_ptr()).queued = Queued::ToStart };
+    }
+
+    /// Marks `conn`, out of every pool, as held by a backlog job that closes
+    /// it: it takes no command and never reconnects meanwhile.
+    pub fn queue_to_close(conn: NonNull<MRConn>) {
+        // SAFETY: callers pass live connections, on the loop thread.
+        unsafe { (*conn.as_ptr()).queued = Queued::ToClose };
     }
 
     /// A backlog job lets go of `conn`: the connection, if the job is to act
@@ -422,7 +423,7 @@ impl MRConn {
     /// minute per connection: conn.c is silent there, and a connection that
     /// keeps failing retries every 250 ms (and one whose TLS handshake is
     /// rejected reaches Connected on every attempt).
-    fn warn_link(conn: NonNull<MRConn>, what: &str) {
+    fn warn_link(conn: NonNull<MRConn>, what: fmt::Arguments<'_>) {
         // SAFETY: callers pass live connections, on the loop thread.
         let c = unsafe { &mut *conn.as_ptr() };
         let now = Instant::now();
@@ -664,7 +665,7 @@ extern "C" fn on_disconnect(ac: *const redisAsyncContext, status: c_int) {
     if status != REDIS_OK as c_int && !unsafe { conn.as_ref() }.is_leaving() {
         // SAFETY: as above.
         let why = unsafe { context_error(ac) };
-        MRConn::warn_link(conn, &format!("Disconnected from node: {why}"));
+        MRConn::warn_link(conn, format_args!("Disconnected from node: {why}"));
     }
     MRConn::switch(conn, Event::Disconnected);
 }
@@ -696,7 +697,10 @@ extern "C" fn on_auth(ac: *mut redisAsyncContext, reply: *mut c_void, _privdata:
             // happens after the connect callback); say why.
             // SAFETY: as above.
             let why = unsafe { context_error(ac) };
-            MRConn::warn_link(conn, &format!("Lost the link while authenticating: {why}"));
+            MRConn::warn_link(
+                conn,
+                format_args!("Lost the link while authenticating: {why}"),
+            );
             Event::AuthLost
         } else {
             // SAFETY: a non-NULL reply from hiredis.

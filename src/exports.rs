@@ -98,7 +98,8 @@ impl From<DrainStats> for MRConnDrainStats {
 const MAX_POOL_SIZE: u32 = 4096;
 
 /// `MRConnManager_SetDrainTimeout(MRCONN_DRAIN_TIMEOUT_DEFAULT)` restores the
-/// default drain deadline, derived from RediSearch's query timeout.
+/// default drain deadline, derived from RediSearch's query timeout and
+/// timeout policy.
 pub const MRCONN_DRAIN_TIMEOUT_DEFAULT: u32 = 0xFFFF_FFFF;
 const _: () = assert!(MRCONN_DRAIN_TIMEOUT_DEFAULT == drain::TIMEOUT_DEFAULT);
 
