@@ -3,19 +3,36 @@
 // The `scale` benchmark (issue 11): pools of up to 10,000 connections, and
 // how long the loop stalls when they are added, shrunk, grown and shut down.
 // One JSON object per line, one line per (nodes x connections per node):
-//   add_all_us          all the MRConnManager_Add calls of a topology, in a row
+//   add_all_us          all the MRConnManager_Add calls of a topology, in one loop
+//                       callback as RediSearch's topology update makes them
 //   idle_shrink_us      Shrink(conns -> 1) with nothing in flight
 //   expand_us           Expand(1 -> conns)
 //   busy_shrink_us      Shrink(conns -> 1) with a command in flight on every connection
-//   *_iter_ms / *_cpu_ms the longest loop iteration while that work is done:
-//                       wall time less time blocked in poll (uv_metrics_idle_time),
-//                       and the loop thread's CPU time (unaffected by other load)
+//   *_iter_ms / *_cpu_ms the longest loop iteration from the call (made inside a
+//                       loop callback, as RediSearch makes it) until the work it
+//                       queued is done: wall time less time blocked in poll
+//                       (uv_metrics_idle_time), and the loop thread's CPU time
+//                       (unaffected by other load)
+//   drain_end_*         the iterations from 500 ms after that Shrink until every
+//                       drain ended: the replies, in one burst, end the drains
+//   reply_burst_*       the control: the same burst of replies, without a resize
+//   flap_*              Shrink(conns -> 1) with every connection busy, then at once
+//                       Expand(1 -> conns), which takes the draining connections
+//                       back; until every reply came
+//   *_iters, *_over_1ms iterations in the window, and how many took over 1 ms of CPU
 //   shutdown_ms         Shutdown, which closes everything inside the call (CONTRACT 5)
 //   bytes_per_conn      live allocator bytes / connections (hiredis context, libuv
 //                       handles and mrconn's own state)
 // Node ids share a few local redis-servers (--maxclients 20000); scripts/bench.sh
-// raises `ulimit -n` first.
+// raises `ulimit -n` first. With two CPUs or more, the loop thread runs on the
+// first and the redis-servers on the others, so that the servers' work does
+// not preempt the loop (the kernel's loopback work for the loop's own sockets
+// still runs on the loop's CPU, and counts as its time).
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,19 +86,105 @@ static void on_reply(redisAsyncContext *ac, void *r, void *priv) {
   MRReply_Free(r);
 }
 
-// Runs the loop until pred holds; the meter then holds the longest iteration.
-static bool measure(bool (*pred)(void *), void *arg, double *iter_ms, double *cpu_ms) {
+// One measured phase: the call, and the loop iterations until its work is done.
+typedef struct {
+  uint64_t call_us;
+  double iter_ms, cpu_ms;       // the longest iteration: busy wall time, CPU time
+  uint64_t iters, over_1ms_cpu; // iterations, and those over 1 ms of CPU
+} phase;
+
+static void take(phase *p) {
+  p->iter_ms = meter.max_busy_ns / 1e6;
+  p->cpu_ms = meter.max_cpu_ns / 1e6;
+  p->iters = meter.iterations;
+  p->over_1ms_cpu = meter.over_1ms_cpu;
+}
+
+// Runs the loop until pred holds, then takes the meter's figures.
+static bool measure(bool (*pred)(void *), void *arg, phase *p) {
   bool ok = loop_run_until(&loop, pred, arg, 120000);
-  *iter_ms = meter.max_busy_ns / 1e6;
-  *cpu_ms = meter.max_cpu_ns / 1e6;
+  take(p);
   return ok;
 }
 
-// The measurement window starts at the next iteration.
+static void print_phase(const char *name, const phase *p) {
+  printf("\"%s_us\":%" PRIu64 ",\"%s_iter_ms\":%.2f,\"%s_cpu_ms\":%.2f,\"%s_iters\":%" PRIu64
+         ",\"%s_over_1ms\":%" PRIu64 ",",
+         name, p->call_us, name, p->iter_ms, name, p->cpu_ms, name, p->iters, name, p->over_1ms_cpu);
+}
+
+static void nothing(void *arg) { (void)arg; }
+
+// The loop on CPU 0, redis-servers on the other CPUs (see the top).
+static void pin_loop(void) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  if (sysconf(_SC_NPROCESSORS_ONLN) > 1) sched_setaffinity(0, sizeof one, &one);
+}
+
+static void pin_servers(pid_t pid) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 2) return;
+  cpu_set_t rest;
+  CPU_ZERO(&rest);
+  for (long i = 1; i < n && i < CPU_SETSIZE; i++) CPU_SET(i, &rest);
+  sched_setaffinity(pid, sizeof rest, &rest);
+}
+
+// The measurement window starts with the next iteration (run one even when
+// nothing keeps the loop alive yet).
 static void window(void) {
-  uv_run(&loop, UV_RUN_NOWAIT);
+  loop_call(&loop, nothing, NULL);
   loop_meter_reset(&meter);
-  uv_run(&loop, UV_RUN_NOWAIT);
+  loop_call(&loop, nothing, NULL);
+}
+
+// The manager calls, each made from a loop callback and timed there.
+static uint64_t call_us;
+static int ports[MAX_SERVERS], nports;
+static uint32_t resize_to;
+
+static void add_all(void *arg) {
+  (void)arg;
+  uint64_t t0 = now_us();
+  for (int i = 0; i < nodes; i++) {
+    MREndpoint ep = {.host = "127.0.0.1", .port = ports[i % nports]};
+    MRConnManager_Add(&mgr, &loop, ids[i], &ep);
+  }
+  call_us = now_us() - t0;
+}
+
+static void shrink(void *arg) {
+  (void)arg;
+  uint64_t t0 = now_us();
+  MRConnManager_Shrink(&mgr, resize_to);
+  call_us = now_us() - t0;
+}
+
+static void expand(void *arg) {
+  (void)arg;
+  uint64_t t0 = now_us();
+  MRConnManager_Expand(&mgr, resize_to, &loop);
+  call_us = now_us() - t0;
+}
+
+// Shrink or Expand to `to`, from a loop callback; the call's time.
+static uint64_t resize(void (*how)(void *), int to) {
+  resize_to = (uint32_t)to;
+  loop_call(&loop, how, NULL);
+  return call_us;
+}
+
+// A BLPOP answered after 1 s on every connection; how many were sent.
+static size_t send_to_all(void) {
+  MRCommand cmd = MR_NewCommand(3, "BLPOP", "scale-bench-nokey", "1");
+  size_t sent = 0;
+  replies = 0;
+  for (int i = 0; i < nodes; i++)
+    for (int k = 0; k < conns; k++) sent += MRConn_SendCommand(MRConn_Get(&mgr, ids[i]), &cmd, on_reply, NULL) == 0;
+  MRCommand_Free(&cmd);
+  return sent;
 }
 
 static void scenario(int n, int c) {
@@ -90,11 +193,16 @@ static void scenario(int n, int c) {
   ids = calloc((size_t)n, sizeof *ids);
   int nservers = n < MAX_SERVERS ? n : MAX_SERVERS;
   redis_proc servers[MAX_SERVERS];
-  for (int s = 0; s < nservers; s++)
+  for (int s = 0; s < nservers; s++) {
     if (redis_start(&servers[s], "--maxclients 20000") != 0) {
       fprintf(stderr, "scale: cannot start redis-server\n");
       exit(1);
     }
+    ports[s] = servers[s].port;
+    pin_servers(servers[s].pid);
+  }
+  nports = nservers;
+  for (int i = 0; i < n; i++) snprintf(ids[i], sizeof ids[i], "node-%d", i);
   host_init();
   host_set_enterprise(true);
   uv_loop_init(&loop);
@@ -102,53 +210,56 @@ static void scenario(int n, int c) {
   loop_meter_start(&meter, &loop);
   MRConnManager_Init(&mgr, c);
   size_t base_bytes = host_alloc_live_bytes();
-  double add_iter, add_cpu, shrink_iter, shrink_cpu, expand_iter, expand_cpu, busy_iter, busy_cpu;
+  phase add, idle_shrink, expand_p, busy_shrink, drain_end, reply_burst, flap;
 
   window();
-  uint64_t t0 = now_us();
-  for (int i = 0; i < n; i++) {
-    snprintf(ids[i], sizeof ids[i], "node-%d", i);
-    MREndpoint ep = {.host = "127.0.0.1", .port = servers[i % nservers].port};
-    MRConnManager_Add(&mgr, &loop, ids[i], &ep);
-  }
-  uint64_t add_us = now_us() - t0;
-  bool ok = measure(pools_whole, &c, &add_iter, &add_cpu);
+  loop_call(&loop, add_all, NULL);
+  add.call_us = call_us;
+  bool ok = measure(pools_whole, &c, &add);
   double bytes = (double)(host_alloc_live_bytes() - base_bytes) / ((double)n * c);
 
   window();
-  t0 = now_us();
-  MRConnManager_Shrink(&mgr, 1);
-  uint64_t idle_shrink_us = now_us() - t0;
+  idle_shrink.call_us = resize(shrink, 1);
   int one = 1;
-  ok &= measure(pools_whole, &one, &shrink_iter, &shrink_cpu);
+  ok &= measure(pools_whole, &one, &idle_shrink);
 
   window();
-  t0 = now_us();
-  MRConnManager_Expand(&mgr, (uint32_t)c, &loop);
-  uint64_t expand_us = now_us() - t0;
-  ok &= measure(pools_whole, &c, &expand_iter, &expand_cpu);
+  expand_p.call_us = resize(expand, c);
+  ok &= measure(pools_whole, &c, &expand_p);
 
-  // A BLPOP answered after 1 s on every connection, then the Shrink; the
-  // window covers the 500 ms after it (the replies, all in one burst, are
-  // reply processing, not the resize).
-  replies = 0;
-  MRCommand cmd = MR_NewCommand(3, "BLPOP", "scale-bench-nokey", "1");
-  size_t sent = 0;
-  for (int i = 0; i < n; i++)
-    for (int k = 0; k < c; k++) sent += MRConn_SendCommand(MRConn_Get(&mgr, ids[i]), &cmd, on_reply, NULL) == 0;
+  // The control for drain_end below: the same burst of replies, with no
+  // resize. Its longest iterations are the replies' own processing (hiredis
+  // and the callbacks), the same with or without mrconn.
+  size_t sent = send_to_all();
   window();
-  t0 = now_us();
-  MRConnManager_Shrink(&mgr, 1);
-  uint64_t busy_shrink_us = now_us() - t0;
+  reply_burst.call_us = 0;
+  ok &= measure(drains_over, &sent, &reply_burst);
+
+  // A BLPOP answered after 1 s on every connection, then the Shrink; its
+  // window covers the 500 ms after it. Then the replies come, all in one
+  // burst, and the drains end: that window is reported apart (drain_end),
+  // as most of it is the replies' own processing.
+  sent = send_to_all();
+  window();
+  busy_shrink.call_us = resize(shrink, 1);
   loop_run_for(&loop, 500);
-  busy_iter = meter.max_busy_ns / 1e6;
-  busy_cpu = meter.max_cpu_ns / 1e6;
-  ok &= loop_run_until(&loop, drains_over, &sent, 120000);
-  MRCommand_Free(&cmd);
+  take(&busy_shrink);
+  loop_meter_reset(&meter);
+  drain_end.call_us = 0;
+  ok &= measure(drains_over, &sent, &drain_end);
 
-  MRConnManager_Expand(&mgr, (uint32_t)c, &loop);
+  // An operator's flap under load: Shrink with every connection busy, and
+  // Expand right after, which takes the draining connections back.
+  resize(expand, c);
   ok &= loop_run_until(&loop, pools_whole, &c, 120000);
-  t0 = now_us();
+  sent = send_to_all();
+  window();
+  resize(shrink, 1);
+  flap.call_us = resize(expand, c);
+  ok &= measure(drains_over, &sent, &flap);
+  ok &= loop_run_until(&loop, pools_whole, &c, 120000);
+
+  uint64_t t0 = now_us();
   MRConnManager_Shutdown(&mgr);
   double shutdown_ms = (now_us() - t0) / 1000.0;
   loop_meter_stop(&meter);
@@ -157,15 +268,15 @@ static void scenario(int n, int c) {
   for (int s = 0; s < nservers; s++) redis_stop(&servers[s]);
   free(ids);
 
-  printf("{\"scenario\":\"scale\",\"nodes\":%d,\"conns_per_node\":%d,\"connections\":%d,"
-         "\"add_all_us\":%" PRIu64 ",\"add_iter_ms\":%.2f,\"add_cpu_ms\":%.2f,"
-         "\"idle_shrink_us\":%" PRIu64 ",\"idle_shrink_iter_ms\":%.2f,\"idle_shrink_cpu_ms\":%.2f,"
-         "\"expand_us\":%" PRIu64 ",\"expand_iter_ms\":%.2f,\"expand_cpu_ms\":%.2f,"
-         "\"busy_shrink_us\":%" PRIu64 ",\"busy_shrink_iter_ms\":%.2f,\"busy_shrink_cpu_ms\":%.2f,"
-         "\"shutdown_ms\":%.1f,\"bytes_per_conn\":%.0f,\"ok\":%s}\n",
-         n, c, n * c, add_us, add_iter, add_cpu, idle_shrink_us, shrink_iter, shrink_cpu, expand_us,
-         expand_iter, expand_cpu, busy_shrink_us, busy_iter, busy_cpu, shutdown_ms, bytes,
-         ok ? "true" : "false");
+  printf("{\"scenario\":\"scale\",\"nodes\":%d,\"conns_per_node\":%d,\"connections\":%d,", n, c, n * c);
+  print_phase("add_all", &add);
+  print_phase("idle_shrink", &idle_shrink);
+  print_phase("expand", &expand_p);
+  print_phase("busy_shrink", &busy_shrink);
+  print_phase("drain_end", &drain_end);
+  print_phase("reply_burst", &reply_burst);
+  print_phase("flap", &flap);
+  printf("\"shutdown_ms\":%.1f,\"bytes_per_conn\":%.0f,\"ok\":%s}\n", shutdown_ms, bytes, ok ? "true" : "false");
   fflush(stdout);
   if (!ok) exit(1);
 }
@@ -173,6 +284,7 @@ static void scenario(int n, int c) {
 int main(int argc, char **argv) {
   static const int sizes[][2] = {{3, 8}, {30, 8}, {300, 8}, {1250, 8}, {3, 512}, {20, 500}};
   int only = argc > 1 ? atoi(argv[1]) : -1;  // index into sizes, for one run
+  pin_loop();
   for (int i = 0; i < (int)(sizeof sizes / sizeof sizes[0]); i++)
     if (only < 0 || only == i) scenario(sizes[i][0], sizes[i][1]);
   return 0;

@@ -195,9 +195,11 @@ TEST(add_moving_a_node_back_takes_its_draining_pool_back) {
   CHECK(MRConnManager_Add(&cl.mgr, &cl.loop, "n0", &cl.ep[1]));
   CHECK_EQ_INT(dc_stats(&cl.mgr).draining, POOL_C);
   CHECK(MRConnManager_Add(&cl.mgr, &cl.loop, "n0", &cl.ep[0]));
-  // The pool to server 1 had not started connecting: it closed at once. The
-  // new pool is the old connections, taken back at once.
-  CHECK(host_log_count("notice", "MRConnManager_Add: node n0: 4 connections closed idle, 0 draining") == 1);
+  // The pool to server 1 had opened none of its connections: nothing to
+  // close, and nothing logged for it. The new pool fills on the loop with
+  // the old connections, taken back.
+  CHECK(host_log_count("notice", "MRConnManager_Add: node n0:") == 1);
+  CHECK(dc_settle(&cl.loop, &cl.mgr));
   MRConnDrainStats s = dc_stats(&cl.mgr);
   dc_print_stats("after moving back", s);
   CHECK_EQ_INT(s.reclaimed, POOL_C);
@@ -205,7 +207,7 @@ TEST(add_moving_a_node_back_takes_its_draining_pool_back) {
   char tag[96];
   snprintf(tag, sizeof tag, "127.0.0.1:%d Connecting] Switching state to Connecting", cl.redis[0].port);
   CHECK_EQ_INT(host_log_count("debug", tag), 0);
-  // The old connections are the pool again, at once.
+  // The old connections are the pool again.
   MRConn *seen[DC_MAX_POOL];
   CHECK_EQ_INT(dc_distinct(&cl.mgr, "n0", POOL_C, seen), POOL_C);
   for (int j = 0; j < POOL_C; j++) CHECK(dc_in(seen[j], old, POOL_C));

@@ -1,15 +1,16 @@
 //! Resize work done on the loop in slices, so that no call stalls it at any
 //! pool size: opening a pool's new connections (about 30 µs each: a socket,
-//! a non-blocking connect, libuv handles) and closing idle connections that
-//! left their pool (about 20 µs each). `Expand` and `Add` queue the first,
-//! `Shrink`, `Disconnect` and `Add` the second; a libuv idle handle then does
-//! at most [`SLICE`] of it per loop iteration, in queue order.
+//! a non-blocking connect, libuv handles), sorting the connections that left
+//! their pools (see [`drain::Leave`]), and closing the idle ones among them
+//! (about 20 µs each). `Expand` and `Add` queue the first, `Shrink`,
+//! `Disconnect` and `Add` the others; a libuv idle handle then does at most
+//! [`SLICE`] of it per loop iteration, in queue order (sorting first).
 //!
-//! What callers observe changes at once: a connection queued to close is in
-//! no pool, so `MRConn_Get` never returns it; `Add` puts its whole pool in
-//! place, `Connecting` as conn.c's, and only their connects wait; a pool
-//! that `Expand` grows shows its new connections, in order, as they open.
-//! `Shutdown` does what is left inside the call (CONTRACT §5).
+//! What callers observe changes at once: a pool's size is its new size
+//! (`FillStateDict` shows the connections still to open as `Connecting`, as
+//! conn.c's new connections are), and a connection that left its pool is in
+//! none, so `MRConn_Get` never returns it. `Shutdown` does what is left
+//! inside the call (CONTRACT §5).
 
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString, c_void};
@@ -17,21 +18,21 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use crate::conn::MRConn;
-use crate::drain;
+use crate::drain::{self, Leave};
 use crate::event_loop::Idle;
 use crate::host::dict;
 use crate::manager::{NodePool, Pools, State};
 use crate::sys::uv::{uv_idle_t, uv_loop_t};
 
 /// The most work one loop iteration does.
-pub const SLICE: Duration = Duration::from_micros(250);
+const SLICE: Duration = Duration::from_micros(100);
 
 /// One step of queued work.
 enum Job {
-    /// Grow the pool of `node` to `size`, one connection per step.
-    Fill { node: CString, size: usize },
-    /// Start connecting a new connection already in its pool.
-    Start(NonNull<MRConn>),
+    /// Open the connections `node`'s pool has to open, one per step.
+    Fill { node: CString },
+    /// Sort connections that left their pools, one per step.
+    Leave(Box<Leave>),
     /// Close a connection that left its pool with nothing pending.
     Close(NonNull<MRConn>),
 }
@@ -45,27 +46,21 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    /// Queues growing `node`'s pool to `size` connections.
-    pub fn fill(
-        &mut self,
-        map: NonNull<dict>,
-        loop_: NonNull<uv_loop_t>,
-        node: &CStr,
-        size: usize,
-    ) {
+    /// Queues opening the connections `node`'s pool has to open.
+    pub fn fill(&mut self, map: NonNull<dict>, loop_: NonNull<uv_loop_t>, node: &CStr) {
         self.jobs.push_back(Job::Fill {
             node: node.to_owned(),
-            size,
         });
         self.wake(map, loop_);
     }
 
-    /// Queues starting the connect of `conn`, from [`MRConn::new`].
-    pub fn start(&mut self, map: NonNull<dict>, conn: NonNull<MRConn>) {
-        MRConn::queue_to_start(conn);
-        self.jobs.push_back(Job::Start(conn));
-        // SAFETY: a queued connection lives until the queue lets it go.
-        let loop_ = unsafe { conn.as_ref() }.event_loop();
+    /// Queues sorting the rest of `leave`, ahead of other work: until a
+    /// busy connection is sorted, its drain has no deadline timer.
+    pub fn leave(&mut self, map: NonNull<dict>, leave: Leave) {
+        let Some(loop_) = leave.event_loop() else {
+            return;
+        };
+        self.jobs.push_front(Job::Leave(Box::new(leave)));
         self.wake(map, loop_);
     }
 
@@ -78,28 +73,20 @@ impl Backlog {
         self.wake(map, loop_);
     }
 
-    /// How many connections are still to open, start or close.
+    /// How many connections are still to open, sort or close.
     pub fn queued(&self, map: NonNull<dict>) -> u64 {
+        let mut to_open = 0;
+        // SAFETY: `map` is the live map of this backlog's manager.
+        unsafe { Pools::of(map) }.for_each(|_, pool| to_open += pool.to_open() as u64);
         self.jobs
             .iter()
             .map(|job| match job {
-                Job::Start(conn) | Job::Close(conn) => u64::from(MRConn::queued_work(*conn)),
-                Job::Fill { node, size } => {
-                    // SAFETY: `map` is the live map of this backlog's manager.
-                    let pool = unsafe { pool_of(map, node) };
-                    size.saturating_sub(pool.map_or(*size, |p| p.len())) as u64
-                }
+                Job::Close(conn) => u64::from(MRConn::queued_work(*conn)),
+                Job::Leave(leave) => leave.remaining() as u64,
+                Job::Fill { .. } => 0,
             })
-            .sum()
-    }
-
-    /// No queued fill goes past `size` any more (`Shrink`).
-    pub fn cap(&mut self, size: usize) {
-        for job in &mut self.jobs {
-            if let Job::Fill { size: s, .. } = job {
-                *s = (*s).min(size);
-            }
-        }
+            .sum::<u64>()
+            + to_open
     }
 
     fn wake(&mut self, map: NonNull<dict>, loop_: NonNull<uv_loop_t>) {
@@ -111,21 +98,22 @@ impl Backlog {
         idle.start(on_idle);
     }
 
-    /// Shutdown: closes what is queued to close now, drops the fills, and
-    /// closes the idle handle. Returns the connections to close.
+    /// Shutdown: drops the fills, and closes the idle handle. Returns the
+    /// connections queued to close or still to sort, for the caller to
+    /// close.
     pub fn finish(&mut self) -> Vec<NonNull<MRConn>> {
         if let Some(idle) = self.idle.take() {
             idle.close();
         }
-        self.jobs
-            .drain(..)
-            .filter_map(|job| match job {
-                Job::Close(conn) => MRConn::unqueue(conn),
-                // Still in its pool, which Shutdown closes.
-                Job::Start(conn) => MRConn::unqueue(conn).and(None),
-                Job::Fill { .. } => None,
-            })
-            .collect()
+        let mut conns = Vec::new();
+        for job in self.jobs.drain(..) {
+            match job {
+                Job::Close(conn) => conns.extend(MRConn::unqueue(conn)),
+                Job::Leave(leave) => conns.extend(leave.abandon()),
+                Job::Fill { .. } => {}
+            }
+        }
+        conns
     }
 }
 
@@ -161,22 +149,21 @@ extern "C" fn on_idle(handle: *mut uv_idle_t) {
             return;
         };
         match job {
-            Job::Start(conn) => {
-                if let Some(conn) = MRConn::unqueue(conn) {
-                    MRConn::start(conn);
-                }
-            }
             Job::Close(conn) => {
                 if let Some(conn) = MRConn::unqueue(conn) {
                     MRConn::release(conn, "connection left its pool");
                 }
             }
-            Job::Fill { node, size } => {
+            Job::Leave(mut leave) => {
+                if leave.sort_next(state, map) {
+                    state.backlog.jobs.push_front(Job::Leave(leave));
+                }
+            }
+            Job::Fill { node } => {
                 // SAFETY: `map` is live, and no other reference to the pool exists.
                 if let Some(pool) = unsafe { pool_of(map, &node) } {
-                    let grown = drain::grow_one(&mut state.drains, pool, size);
-                    if grown && pool.len() < size {
-                        state.backlog.jobs.push_front(Job::Fill { node, size });
+                    if drain::open_one(&mut state.drains, pool) {
+                        state.backlog.jobs.push_front(Job::Fill { node });
                     }
                 }
             }

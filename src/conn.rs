@@ -31,6 +31,8 @@ const LINK_WARNING_PERIOD: std::time::Duration = std::time::Duration::from_secs(
 pub struct Draining {
     /// The registry that tracks it.
     pub drains: NonNull<drain::Drains>,
+    /// Its manager's map, whose backlog closes it once drained.
+    pub map: NonNull<crate::host::dict>,
     /// Its batch there.
     pub batch: BatchId,
     /// When it started draining.
@@ -39,7 +41,7 @@ pub struct Draining {
     pub pending: u64,
     /// Its deadline, if it has one.
     pub deadline_ms: Option<u32>,
-    /// Its place in the registry's list, for an O(1) removal.
+    /// Its place in the registry's list of its endpoint, for an O(1) removal.
     pub slot: usize,
 }
 
@@ -67,8 +69,8 @@ pub struct MRConn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Queued {
     No,
-    /// In its pool, to start connecting.
-    ToStart,
+    /// Out of every pool, to sort (see `drain::Leave`).
+    Leaving,
     /// Out of every pool, to close.
     ToClose,
     /// Torn down while queued: the job frees it.
@@ -100,25 +102,12 @@ impl MRConn {
     /// 1. `ep` is a valid endpoint (its strings NUL-terminated or NULL).
     /// 2. `loop_` is live; this runs on its thread or before it runs.
     pub unsafe fn open(ep: &MREndpoint, loop_: NonNull<uv_loop_t>) -> NonNull<MRConn> {
-        // SAFETY: 1. and 2.
-        let conn = unsafe { MRConn::new(ep, loop_) };
-        start_connect(conn);
-        conn
-    }
-
-    /// A new connection to `ep` on `loop_`, `Connecting` but not started:
-    /// [`MRConn::start`] starts it.
-    ///
-    /// # Safety
-    /// 1. `ep` is a valid endpoint (its strings NUL-terminated or NULL).
-    /// 2. `loop_` is live; this runs on its thread or before it runs.
-    pub unsafe fn new(ep: &MREndpoint, loop_: NonNull<uv_loop_t>) -> NonNull<MRConn> {
         let conn = Box::into_raw(Box::new(MRConn {
             ac: None,
             state: ConnState::Connecting,
             protocol: 0,
             draining: None,
-            ep: empty_endpoint(),
+            ep: MREndpoint::empty(),
             loop_,
             timer: Timer::new(),
             warned_at: None,
@@ -136,18 +125,15 @@ impl MRConn {
         // SAFETY: Box::into_raw never returns NULL.
         let conn = unsafe { NonNull::new_unchecked(conn) };
         log_switch(conn, ConnState::Connecting);
+        start_connect(conn);
         conn
     }
 
-    /// Starts the connect of a connection from [`MRConn::new`].
-    pub fn start(conn: NonNull<MRConn>) {
-        start_connect(conn);
-    }
-
-    /// Marks `conn`, in its pool, as held by a backlog job that starts it.
-    pub fn queue_to_start(conn: NonNull<MRConn>) {
+    /// Marks `conn`, just out of its pool, as held by a backlog job that
+    /// sorts it: it takes no command and never reconnects meanwhile.
+    pub fn queue_to_leave(conn: NonNull<MRConn>) {
         // SAFETY: callers pass live connections, on the loop thread.
-        unsafe { (*conn.as_ptr()).queued = Queued::ToStart };
+        unsafe { (*conn.as_ptr()).queued = Queued::Leaving };
     }
 
     /// Marks `conn`, out of every pool, as held by a backlog job that closes
@@ -179,7 +165,7 @@ impl MRConn {
     pub fn queued_work(conn: NonNull<MRConn>) -> bool {
         // SAFETY: a queued connection's memory lives until its job lets go.
         let c = unsafe { conn.as_ref() };
-        matches!(c.queued, Queued::ToStart | Queued::ToClose) && c.state != ConnState::Freeing
+        matches!(c.queued, Queued::Leaving | Queued::ToClose) && c.state != ConnState::Freeing
     }
 
     /// Its loop.
@@ -199,9 +185,9 @@ impl MRConn {
         self.state == ConnState::Connected && !self.is_leaving()
     }
 
-    /// Whether it left its pool: draining, or queued to close.
+    /// Whether it left its pool: draining, or queued to sort or close.
     fn is_leaving(&self) -> bool {
-        self.draining.is_some() || self.queued == Queued::ToClose
+        self.draining.is_some() || matches!(self.queued, Queued::Leaving | Queued::ToClose)
     }
 
     /// Its endpoint.
@@ -467,17 +453,6 @@ fn free_context(ac: NonNull<redisAsyncContext>, error: Option<&str>) {
     }
     // SAFETY: as above; nothing of ours refers to it any more.
     unsafe { redisAsyncFree(ac.as_ptr()) };
-}
-
-fn empty_endpoint() -> MREndpoint {
-    MREndpoint {
-        host: ptr::null_mut(),
-        port: 0,
-        #[cfg(mrconn_endpoint_tls)]
-        isTls: false,
-        unixSock: ptr::null_mut(),
-        password: ptr::null_mut(),
-    }
 }
 
 /// A hiredis context's error text.
@@ -761,7 +736,7 @@ extern "C" fn on_timer_closed(handle: *mut uv_handle_t) {
     let conn = unsafe { (*handle).data }.cast::<MRConn>();
     // SAFETY: as above.
     let queued = unsafe { &mut (*conn).queued };
-    if matches!(*queued, Queued::ToStart | Queued::ToClose) {
+    if matches!(*queued, Queued::Leaving | Queued::ToClose) {
         // The job frees it when it comes to it.
         *queued = Queued::Freed;
         return;

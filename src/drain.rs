@@ -19,11 +19,14 @@
 //! runs while this module borrows the manager's pools or state: connections
 //! are collected first, and closed after.
 
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use mrconn_core::{BatchReport, DrainBook, DrainCause, DrainOutcome, DrainStats};
+use mrconn_core::{BatchId, BatchReport, DrainBook, DrainCause, DrainOutcome, DrainStats};
 
 use crate::conn::{Draining, MRConn, Tag};
 use crate::event_loop::Timer;
@@ -95,7 +98,10 @@ fn describe(deadline: Option<u32>) -> String {
 #[derive(Default)]
 pub struct Drains {
     book: DrainBook,
-    conns: Vec<NonNull<MRConn>>,
+    /// The draining connections by endpoint (see [`endpoint_key`]): `Expand`
+    /// takes one back per connection it opens, and a scan of thousands per
+    /// connection would stall the loop.
+    by_endpoint: HashMap<u64, Vec<NonNull<MRConn>>>,
 }
 
 impl Drains {
@@ -103,147 +109,271 @@ impl Drains {
     pub fn stats(&self) -> DrainStats {
         self.book.stats()
     }
+
+    /// Adds `conn`; returns its place in its endpoint's list.
+    fn insert(&mut self, conn: NonNull<MRConn>) -> usize {
+        // SAFETY: draining connections are live.
+        let bucket = self
+            .by_endpoint
+            .entry(endpoint_key(unsafe { conn.as_ref() }.endpoint()))
+            .or_default();
+        bucket.push(conn);
+        bucket.len() - 1
+    }
+
+    /// Removes `conn`, at `slot` in its endpoint's list, in O(1).
+    fn remove(&mut self, conn: NonNull<MRConn>, slot: usize) {
+        // SAFETY: draining connections are live.
+        let key = endpoint_key(unsafe { conn.as_ref() }.endpoint());
+        let Some(bucket) = self.by_endpoint.get_mut(&key) else {
+            return;
+        };
+        debug_assert_eq!(bucket.get(slot), Some(&conn));
+        bucket.swap_remove(slot);
+        if let Some(&moved) = bucket.get(slot) {
+            // SAFETY: draining connections are live; `moved` is another one.
+            if let Some(d) = unsafe { &mut (*moved.as_ptr()).draining } {
+                d.slot = slot;
+            }
+        }
+        if bucket.is_empty() {
+            self.by_endpoint.remove(&key);
+        }
+    }
 }
 
-/// Connections that left their pool, sorted, before anything happens to them.
-#[derive(Default)]
-struct Leaving {
-    /// Nothing to finish: they close at once.
-    idle: Vec<NonNull<MRConn>>,
-    /// Connections with work pending, and how many callbacks each awaits.
-    busy: Vec<(NonNull<MRConn>, u64)>,
+/// The key of an endpoint in [`Drains`]: its host and port, hashed. Other
+/// fields (and a collision) are told apart by `MREndpoint_Equal`.
+fn endpoint_key(ep: &MREndpoint) -> u64 {
+    let mut h = DefaultHasher::new();
+    if !ep.host.is_null() {
+        // SAFETY: an endpoint's non-NULL host is NUL-terminated.
+        unsafe { CStr::from_ptr(ep.host) }.hash(&mut h);
+    }
+    ep.port.hash(&mut h);
+    h.finish()
+}
+
+/// The connections that left their pools in one call (`Shrink`, a node
+/// removed or re-pointed), sorted on the loop a few at a time: a call marks
+/// them leaving, which is one write per connection, and sorts what
+/// [`IN_CALL`] allows; the backlog sorts the rest in its slices. Sorting reads
+/// each connection's hiredis reply lists, so it costs a few cache misses per
+/// connection: thousands of them in one call would stall the loop.
+///
+/// The call's notice is logged once every connection has been sorted, with
+/// what it found.
+pub struct Leave {
+    conns: std::vec::IntoIter<NonNull<MRConn>>,
+    cause: DrainCause,
+    /// The node, for a removal or an endpoint change.
+    node: Option<String>,
+    since: Instant,
+    deadline_ms: Option<u32>,
+    /// The batch of those that drain, opened with the first one.
+    batch: Option<BatchId>,
+    idle: u64,
+    busy: u64,
     pending: u64,
 }
 
-impl Leaving {
-    fn sort(conns: Vec<NonNull<MRConn>>) -> Leaving {
-        let mut leaving = Leaving::default();
-        for conn in conns {
-            // SAFETY: pool connections are live.
-            let c = unsafe { conn.as_ref() };
-            let ac = c
-                .context()
-                .filter(|_| c.state() == mrconn_core::ConnState::Connected);
-            // SAFETY: a connection's context is live.
-            match ac.filter(|&ac| !unsafe { pending::is_idle(ac) }) {
-                Some(ac) => {
-                    // SAFETY: as above.
-                    let pending = unsafe { pending::callbacks(ac) };
-                    leaving.busy.push((conn, pending));
-                    leaving.pending += pending;
-                }
-                None => leaving.idle.push(conn),
-            }
+impl Leave {
+    /// Marks `conns` leaving: from now on none takes a command or
+    /// reconnects.
+    fn new(conns: Vec<NonNull<MRConn>>, cause: DrainCause, node: Option<String>) -> Leave {
+        for &conn in &conns {
+            MRConn::queue_to_leave(conn);
         }
-        leaving
+        Leave {
+            conns: conns.into_iter(),
+            cause,
+            node,
+            since: Instant::now(),
+            deadline_ms: deadline_ms(),
+            batch: None,
+            idle: 0,
+            busy: 0,
+            pending: 0,
+        }
     }
 
-    /// Closes the idle ones: those with a hiredis context on the loop, in
-    /// slices; the others (no socket to close) at once. With no user command
-    /// pending, no user callback runs (an `AUTH` in flight gets its error
-    /// reply, which ours ignores).
-    fn close_idle(self, mgr: &mut MRConnManager) {
-        let map = mgr.map();
-        let backlog = &mut mgr.state().backlog;
-        for conn in self.idle {
-            // SAFETY: leaving connections are live.
-            if unsafe { conn.as_ref() }.context().is_some() {
-                backlog.close(map, conn);
-            } else {
-                MRConn::release(conn, "connection left its pool");
+    /// How many are still to sort.
+    pub fn remaining(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The loop of those still to sort, if any.
+    pub fn event_loop(&self) -> Option<NonNull<uv_loop_t>> {
+        let &conn = self.conns.as_slice().first()?;
+        // SAFETY: a connection still to sort lives until it is (`unqueue`).
+        Some(unsafe { conn.as_ref() }.event_loop())
+    }
+
+    /// The connections still to sort, let go of (Shutdown).
+    pub fn abandon(self) -> impl Iterator<Item = NonNull<MRConn>> {
+        self.conns.filter_map(MRConn::unqueue)
+    }
+
+    /// Sorts the next connection; false once every one is sorted, after
+    /// logging the call's notice. Idle ones (nothing in hiredis's reply
+    /// lists, see [`pending::is_idle`]) and ones not Connected close: at
+    /// once without a socket, in the backlog's slices with one; the others
+    /// drain. Runs no user callback.
+    pub fn sort_next(&mut self, state: &mut State, map: NonNull<dict>) -> bool {
+        let Some(conn) = self.conns.next() else {
+            self.finish(&mut state.drains);
+            return false;
+        };
+        // A connection whose link broke meanwhile is gone already.
+        let Some(conn) = MRConn::unqueue(conn) else {
+            self.idle += 1;
+            return true;
+        };
+        // SAFETY: leaving connections are live.
+        let c = unsafe { conn.as_ref() };
+        let ac = c
+            .context()
+            .filter(|_| c.state() == mrconn_core::ConnState::Connected);
+        // SAFETY: a connection's context is live.
+        match ac.filter(|&ac| !unsafe { pending::is_idle(ac) }) {
+            Some(ac) => {
+                // SAFETY: as above.
+                let pending = unsafe { pending::callbacks(ac) };
+                self.busy += 1;
+                self.pending += pending;
+                self.drain(&mut state.drains, map, conn, pending);
             }
+            None => {
+                self.idle += 1;
+                if c.context().is_some() {
+                    state.backlog.close(map, conn);
+                } else {
+                    MRConn::release(conn, "connection left its pool");
+                }
+            }
+        }
+        true
+    }
+
+    /// Sends `conn` draining in this call's batch, closed by force at the
+    /// deadline, which counts from the call.
+    fn drain(
+        &mut self,
+        drains: &mut Drains,
+        map: NonNull<dict>,
+        conn: NonNull<MRConn>,
+        pending: u64,
+    ) {
+        let batch = *self
+            .batch
+            .get_or_insert_with(|| drains.book.open(self.cause, self.since));
+        drains.book.join(batch);
+        let slot = drains.insert(conn);
+        // SAFETY: leaving connections are live and owned by us alone now.
+        let c = unsafe { &mut *conn.as_ptr() };
+        c.draining = Some(Box::new(Draining {
+            drains: NonNull::from(&mut *drains),
+            map,
+            batch,
+            since: self.since,
+            pending,
+            deadline_ms: self.deadline_ms,
+            slot,
+        }));
+        if let Some(ms) = self.deadline_ms {
+            let left = u64::from(ms).saturating_sub(self.since.elapsed().as_millis() as u64);
+            c.timer.start_from_now(left, on_deadline);
+        }
+    }
+
+    fn finish(&mut self, drains: &mut Drains) {
+        let (idle, busy, pending) = (self.idle, self.busy, self.pending);
+        if self.node.is_some() && idle + busy == 0 {
+            // A pool none of whose connections was opened yet.
+            return;
+        }
+        let deadline = describe(self.deadline_ms);
+        match (&self.node, self.cause) {
+            (None, DrainCause::Shrink { from, to }) => hlog!(
+                Level::Notice,
+                "MRConnManager_Shrink: {from} -> {to} connections per node: {idle} closed idle, {busy} draining with {pending} commands pending ({deadline})",
+            ),
+            (node, cause) => hlog!(
+                Level::Notice,
+                "{}: node {}: {idle} connections closed idle, {busy} draining with {pending} commands pending ({deadline})",
+                operation(cause),
+                node.as_deref().unwrap_or_default(),
+            ),
+        }
+        if let Some(report) = self.batch.and_then(|b| drains.book.seal(b, Instant::now())) {
+            log_report(&report);
+        }
+    }
+}
+
+/// How long a call sorts leaving connections itself: what is left goes to
+/// the backlog, whose slice may run in the same loop iteration.
+const IN_CALL: Duration = Duration::from_micros(100);
+
+/// Sends `leave` on its way: sorts what [`IN_CALL`] allows now, and queues
+/// the rest for the backlog.
+fn depart(mgr: &mut MRConnManager, mut leave: Leave) {
+    let map = mgr.map();
+    let state = mgr.state();
+    let start = Instant::now();
+    while leave.sort_next(state, map) {
+        if start.elapsed() >= IN_CALL {
+            state.backlog.leave(map, leave);
+            return;
         }
     }
 }
 
 /// `MRConnManager_Shrink`: every pool keeps its first `num` connections.
 pub fn shrink(mgr: &mut MRConnManager, num: u32) {
-    let from = mgr.nodeConns;
+    let from = u32::try_from(mgr.nodeConns).unwrap_or(0);
     let mut surplus = Vec::new();
     mgr.parts()
         .0
-        .for_each(|_, pool| surplus.extend(pool.shrink(num as usize)));
+        .for_each(|_, pool| pool.shrink_into(num as usize, &mut surplus));
     mgr.nodeConns = num as i32;
-    let leaving = Leaving::sort(surplus);
-    let deadline = deadline_ms();
-    hlog!(
-        Level::Notice,
-        "MRConnManager_Shrink: {from} -> {num} connections per node: {} closed idle, {} draining with {} commands pending ({})",
-        leaving.idle.len(),
-        leaving.busy.len(),
-        leaving.pending,
-        describe(deadline),
-    );
-    let cause = DrainCause::Shrink {
-        from: u32::try_from(from).unwrap_or(0),
-        to: num,
-    };
-    let state = mgr.state();
-    state.backlog.cap(num as usize);
-    begin(&mut state.drains, deadline, &leaving.busy, cause);
-    leaving.close_idle(mgr);
+    let cause = DrainCause::Shrink { from, to: num };
+    depart(mgr, Leave::new(surplus, cause, None));
 }
 
-/// `MRConnManager_Expand`: every pool grows to `num` on the loop, in
-/// slices, taking back draining connections to its endpoint before opening
-/// new ones.
+/// `MRConnManager_Expand`: every pool grows to `num`; the backlog opens the
+/// new connections in slices, taking back draining connections to its
+/// endpoint before opening new ones.
 pub fn expand(mgr: &mut MRConnManager, num: u32, loop_: NonNull<uv_loop_t>) {
     let map = mgr.map();
     let (mut pools, state) = mgr.parts();
     pools.for_each(|id, pool| {
-        if pool.is_empty() {
-            hlog!(
-                Level::Warning,
-                "MRConnManager_Expand: node {} has an empty pool",
-                id.to_string_lossy()
-            );
-            return;
+        pool.grow_to(num as usize);
+        if pool.to_open() > 0 {
+            state.backlog.fill(map, loop_, id);
         }
-        state.backlog.fill(map, loop_, id, num as usize);
     });
     mgr.nodeConns = num as i32;
 }
 
-/// A connection for a new pool to `ep`: a draining one taken back, or a new
-/// one, which the backlog starts (creating it is cheap, connecting is not).
+/// Opens the next connection `pool` has to open: a draining connection to
+/// its endpoint taken back, or a new one. Whether one is left to open.
 /// Runs no callback.
-pub fn join_pool(
-    state: &mut State,
-    map: NonNull<dict>,
-    ep: &MREndpoint,
-    loop_: NonNull<uv_loop_t>,
-) -> NonNull<MRConn> {
-    reclaim(&mut state.drains, ep).unwrap_or_else(|| {
-        // SAFETY: `ep` is valid; the loop is the caller's live loop.
-        let conn = unsafe { MRConn::new(ep, loop_) };
-        state.backlog.start(map, conn);
-        conn
-    })
-}
-
-/// One step of growing `pool` to `size`: a draining connection to its
-/// endpoint taken back, or a new one opened. Whether it grew. Runs no
-/// callback.
-pub fn grow_one(drains: &mut Drains, pool: &mut NodePool, size: usize) -> bool {
-    let Some(first) = pool.first().filter(|_| pool.len() < size) else {
+pub fn open_one(drains: &mut Drains, pool: &mut NodePool) -> bool {
+    if pool.to_open() == 0 {
         return false;
-    };
-    // SAFETY: pool connections are live, and the first one stays in its
-    // pool (and alive) while this only appends.
-    let first = unsafe { first.as_ref() };
-    let conn = reclaim(drains, first.endpoint()).unwrap_or_else(|| {
-        // SAFETY: a pool connection's endpoint is valid and its loop live.
-        unsafe { MRConn::open(first.endpoint(), first.event_loop()) }
+    }
+    let conn = reclaim(drains, pool.endpoint()).unwrap_or_else(|| {
+        // SAFETY: a pool's endpoint is valid and its loop live.
+        unsafe { MRConn::open(pool.endpoint(), pool.event_loop()) }
     });
-    pool.push(conn);
-    true
+    pool.fill_one(conn);
+    pool.to_open() > 0
 }
 
 fn reclaim(drains: &mut Drains, ep: &MREndpoint) -> Option<NonNull<MRConn>> {
-    if drains.conns.is_empty() {
-        return None;
-    }
-    let conn = *drains.conns.iter().find(|c| {
+    let bucket = drains.by_endpoint.get(&endpoint_key(ep))?;
+    let conn = *bucket.iter().rev().find(|c| {
         // SAFETY: draining connections are live.
         let c = unsafe { c.as_ref() };
         // SAFETY: both endpoints are valid.
@@ -256,55 +386,18 @@ fn reclaim(drains: &mut Drains, ep: &MREndpoint) -> Option<NonNull<MRConn>> {
 
 /// Retires the connections of a pool the manager dropped: node removal or
 /// endpoint change. The caller holds no borrow of the manager's pools.
-pub fn retire(mgr: &mut MRConnManager, conns: Vec<NonNull<MRConn>>, cause: DrainCause, node: &str) {
-    let leaving = Leaving::sort(conns);
-    let deadline = deadline_ms();
-    hlog!(
-        Level::Notice,
-        "{}: node {node}: {} connections closed idle, {} draining with {} commands pending ({})",
-        operation(cause),
-        leaving.idle.len(),
-        leaving.busy.len(),
-        leaving.pending,
-        describe(deadline),
-    );
-    begin(&mut mgr.state().drains, deadline, &leaving.busy, cause);
-    leaving.close_idle(mgr);
-}
-
-/// Sends `busy` draining as one batch, each closed by force at `deadline_ms`
-/// if it has one.
-fn begin(
-    drains: &mut Drains,
-    deadline_ms: Option<u32>,
-    busy: &[(NonNull<MRConn>, u64)],
+pub fn retire(
+    mgr: &mut MRConnManager,
+    conns: Vec<NonNull<MRConn>>,
     cause: DrainCause,
+    node: String,
 ) {
-    if busy.is_empty() {
-        return;
-    }
-    let since = Instant::now();
-    let batch = drains.book.open(cause, busy.len() as u64, since);
-    let registry = NonNull::from(&mut *drains);
-    for &(conn, pending) in busy {
-        // SAFETY: leaving connections are live and owned by us alone now.
-        let c = unsafe { &mut *conn.as_ptr() };
-        c.draining = Some(Box::new(Draining {
-            drains: registry,
-            batch,
-            since,
-            pending,
-            deadline_ms,
-            slot: drains.conns.len(),
-        }));
-        if let Some(ms) = deadline_ms {
-            c.timer.start_from_now(u64::from(ms), on_deadline);
-        }
-        drains.conns.push(conn);
-    }
+    depart(mgr, Leave::new(conns, cause, Some(node)));
 }
 
-/// After a read on a draining connection: closes it once it is idle.
+/// After a read on a draining connection: once it is idle, its drain ends
+/// and the backlog closes it (thousands of drains may end in one burst of
+/// replies, and closing a socket costs about 20 µs).
 pub fn on_read(conn: NonNull<MRConn>, ac: NonNull<redisAsyncContext>) {
     // SAFETY: the read hook passes the connection's live context.
     if !unsafe { pending::is_idle(ac) } {
@@ -319,8 +412,15 @@ pub fn on_read(conn: NonNull<MRConn>, ac: NonNull<redisAsyncContext>) {
         }
         return;
     }
+    // SAFETY: draining connections are live.
+    let Some(map) = (unsafe { conn.as_ref() }).draining.as_ref().map(|d| d.map) else {
+        return;
+    };
     finish(conn, DrainOutcome::Graceful);
-    MRConn::release(conn, "drain finished");
+    // SAFETY: a draining connection's map is live (Shutdown ends every
+    // drain, and no read runs after), and nothing else refers to its state
+    // in the read hook.
+    unsafe { State::of(map) }.backlog.close(map, conn);
 }
 
 /// The link of a draining connection broke, and it is being freed; hiredis
@@ -385,7 +485,7 @@ fn stop_draining_by_force(drains: &mut Drains, conn: NonNull<MRConn>, why: &str)
 /// Shutdown: every drain ends as forced. Returns the connections, for the
 /// caller to close once it holds no borrow of the registry.
 pub fn force_all(drains: &mut Drains) -> Vec<NonNull<MRConn>> {
-    let conns = drains.conns.clone();
+    let conns: Vec<_> = drains.by_endpoint.values().flatten().copied().collect();
     for &conn in &conns {
         stop_draining_by_force(drains, conn, "Shutdown while draining");
     }
@@ -421,14 +521,7 @@ fn finish_in(drains: &mut Drains, conn: NonNull<MRConn>, outcome: DrainOutcome) 
     c.timer.stop();
     // Out of the list in O(1): when thousands of drains end in one burst of
     // replies, a search per drain would stall the loop.
-    debug_assert_eq!(drains.conns.get(draining.slot), Some(&conn));
-    drains.conns.swap_remove(draining.slot);
-    if let Some(&moved) = drains.conns.get(draining.slot) {
-        // SAFETY: draining connections are live; `moved` is another one.
-        if let Some(d) = unsafe { &mut (*moved.as_ptr()).draining } {
-            d.slot = draining.slot;
-        }
-    }
+    drains.remove(conn, draining.slot);
     if let Some(report) = drains.book.close(draining.batch, outcome, Instant::now()) {
         log_report(&report);
     }

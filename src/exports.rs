@@ -282,8 +282,8 @@ pub unsafe extern "C" fn MRConn_Get(
         .map_or(ptr::null_mut(), NonNull::as_ptr)
 }
 
-/// The state string of the first connection of node `id`; NULL if the node
-/// has no pool.
+/// The state string of the first connection of node `id` (`Connecting`
+/// before it is opened); NULL if the node has no pool, or one of size 0.
 ///
 /// # Safety
 /// 1. `mgr` is NULL or an initialised manager, used on its loop thread.
@@ -303,11 +303,9 @@ pub unsafe extern "C" fn MRConnManager_GetNodeState(
         return ptr::null();
     };
     // SAFETY: 2.: `id` is NUL-terminated.
-    let first = unsafe { mgr.pool(id) }.and_then(|p| p.first());
-    first.map_or(ptr::null(), |c| {
-        // SAFETY: pool connections are live.
-        unsafe { c.as_ref() }.state().as_cstr().as_ptr()
-    })
+    let pool = unsafe { mgr.pool(id) };
+    let state = pool.and_then(|p| p.state());
+    state.map_or(ptr::null(), |s| s.as_cstr().as_ptr())
 }
 
 /// Sends `cmd` on `c`; `fn_` later gets exactly once the reply, an error

@@ -18,6 +18,18 @@ use std::ptr::{self, NonNull};
 pub use types::{MRCommand, MREndpoint, SearchClusterConfig, dict, dictEntry, dictType};
 
 impl MREndpoint {
+    /// An endpoint with no strings, to copy one into.
+    pub fn empty() -> MREndpoint {
+        MREndpoint {
+            host: std::ptr::null_mut(),
+            port: 0,
+            #[cfg(mrconn_endpoint_tls)]
+            isTls: false,
+            unixSock: std::ptr::null_mut(),
+            password: std::ptr::null_mut(),
+        }
+    }
+
     /// The host, for log lines.
     pub fn host_str(&self) -> std::borrow::Cow<'_, str> {
         if self.host.is_null() {

@@ -10,7 +10,7 @@ use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 
-use mrconn_core::{DrainCause, Pool};
+use mrconn_core::{ConnState, DrainCause, Pool};
 
 use crate::backlog::Backlog;
 use crate::conn::MRConn;
@@ -34,8 +34,70 @@ pub struct MRConnManager {
     pub nodeConns: c_int,
 }
 
-/// One node's pool: the dict value.
-pub type NodePool = Pool<NonNull<MRConn>>;
+/// One node's pool: the dict value. Its connections (those still to open
+/// included) and the endpoint and loop they are opened with.
+pub struct NodePool {
+    conns: Pool<NonNull<MRConn>>,
+    ep: MREndpoint,
+    loop_: NonNull<uv_loop_t>,
+}
+
+impl NodePool {
+    /// A pool of `size` connections to `ep` on `loop_`, none opened yet.
+    fn new(ep: &MREndpoint, loop_: NonNull<uv_loop_t>, size: usize) -> NodePool {
+        let mut pool = NodePool {
+            conns: Pool::unopened(size),
+            ep: MREndpoint::empty(),
+            loop_,
+        };
+        // SAFETY: `ep` is valid; the copy's strings are owned by the pool
+        // and freed in `drop`.
+        unsafe { host::MREndpoint_Copy(&mut pool.ep, ep) };
+        pool
+    }
+
+    /// The node's endpoint.
+    pub fn endpoint(&self) -> &MREndpoint {
+        &self.ep
+    }
+
+    /// The loop its connections run on.
+    pub fn event_loop(&self) -> NonNull<uv_loop_t> {
+        self.loop_
+    }
+
+    /// The state shown for the pool: its first connection's, `Connecting`
+    /// before that one is opened (as conn.c's new connections), none for a
+    /// pool of size 0.
+    pub fn state(&self) -> Option<ConnState> {
+        match self.conns.first() {
+            // SAFETY: pool connections are live.
+            Some(c) => Some(unsafe { c.as_ref() }.state()),
+            None => (self.size() > 0).then_some(ConnState::Connecting),
+        }
+    }
+}
+
+impl std::ops::Deref for NodePool {
+    type Target = Pool<NonNull<MRConn>>;
+    fn deref(&self) -> &Self::Target {
+        &self.conns
+    }
+}
+
+impl std::ops::DerefMut for NodePool {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conns
+    }
+}
+
+impl Drop for NodePool {
+    fn drop(&mut self) {
+        // SAFETY: `ep` was filled by MREndpoint_Copy in `new` and is freed
+        // once, here.
+        unsafe { host::MREndpoint_Free(&mut self.ep) };
+    }
+}
 
 /// The manager's state beyond the two ABI fields: the dict's `privdata`.
 pub struct State {
@@ -134,38 +196,33 @@ impl MRConnManager {
         }
     }
 
-    /// `MRConnManager_Add`.
+    /// `MRConnManager_Add`. The pool takes its size at once; the backlog
+    /// opens its connections in slices (and a topology update adds
+    /// thousands of connections in one loop callback).
     pub fn add(&mut self, loop_: NonNull<uv_loop_t>, id: &CStr, ep: &MREndpoint) -> bool {
         let node_conns = usize::try_from(self.nodeConns).unwrap_or(0);
         let map = self.map();
         let (pools, state) = self.parts();
         // SAFETY: a CStr is NUL-terminated.
         let old = unsafe { pools.find(NonNull::from(id).cast()) };
-        if let Some(first) = old.as_ref().and_then(|p| p.first()) {
-            // SAFETY: pool connections are live.
-            let first = unsafe { first.as_ref() };
+        if let Some(old) = &old {
             // SAFETY: both endpoints are valid.
-            if unsafe { host::MREndpoint_Equal(first.endpoint(), ep) } {
+            if unsafe { host::MREndpoint_Equal(old.endpoint(), ep) } {
                 return false;
             }
             hlog!(
                 Level::Notice,
                 "MRConnManager_Add: Node {} endpoint changed from {}:{} to {}:{}, reconnecting (state: {})",
                 id.to_string_lossy(),
-                first.host(),
-                first.port(),
+                old.endpoint().host_str(),
+                old.endpoint().port,
                 ep.host_str(),
                 ep.port,
-                first.state().as_str()
+                old.state().unwrap_or(ConnState::Connecting).as_str()
             );
         }
-        // The whole pool now, as conn.c shows it (Connecting); making a
-        // connection is cheap, connecting it is not: that happens on the
-        // loop, in slices.
-        let mut pool = NodePool::new(Vec::with_capacity(node_conns));
-        for _ in 0..node_conns {
-            pool.push(drain::join_pool(state, map, ep, loop_));
-        }
+        let pool = NodePool::new(ep, loop_, node_conns);
+        state.backlog.fill(map, loop_, id);
         let Some(old) = old else {
             // SAFETY: `map` is live; the dict copies `id` and owns the pool from now on.
             unsafe {
@@ -178,10 +235,14 @@ impl MRConnManager {
             return true;
         };
         // The entry (and `id`, which may be its key) stays; the old
-        // connections drain.
+        // connections leave.
         let leaving = std::mem::replace(old, pool).take_all();
-        let node = id.to_string_lossy().into_owned();
-        drain::retire(self, leaving, DrainCause::EndpointChanged, &node);
+        drain::retire(
+            self,
+            leaving,
+            DrainCause::EndpointChanged,
+            id.to_string_lossy().into_owned(),
+        );
         true
     }
 
@@ -199,7 +260,7 @@ impl MRConnManager {
         // SAFETY: `map` is live; `id` is NUL-terminated. The destructor frees
         // the now empty pool, and the key.
         unsafe { RS_dictDelete(map, id.as_ptr().cast()) };
-        drain::retire(self, leaving, DrainCause::NodeRemoved, &node);
+        drain::retire(self, leaving, DrainCause::NodeRemoved, node);
         true
     }
 
@@ -230,10 +291,11 @@ impl MRConnManager {
     /// `MRConnManager_FillStateDict`.
     pub fn fill_state_dict(&mut self, out: NonNull<dict>) {
         self.parts().0.for_each(|_, pool| {
-            let Some(first) = pool.first() else { return };
-            // SAFETY: pool connections are live.
-            let first = unsafe { first.as_ref() };
-            let Ok(key) = CString::new(format!("{}:{}", first.host(), first.port())) else {
+            if pool.size() == 0 {
+                return;
+            }
+            let ep = pool.endpoint();
+            let Ok(key) = CString::new(format!("{}:{}", ep.host_str(), ep.port)) else {
                 return;
             };
             // SAFETY: `out` is the caller's live dict, which copies the key.
@@ -244,13 +306,18 @@ impl MRConnManager {
             // SAFETY: the entry is live until the dict changes, which only we do here.
             let mut states = unsafe { (*entry.as_ptr()).v };
             if states.is_null() {
-                let cap = u16::try_from(pool.len()).unwrap_or(u16::MAX);
+                let cap = u16::try_from(pool.size()).unwrap_or(u16::MAX);
                 // SAFETY: a plain allocation of an empty array of pointers.
                 states = unsafe { array_new_sz(size_of::<*mut c_char>() as u16, cap, 0) };
             }
-            for conn in pool.conns() {
+            // Those still to open show as conn.c's new connections do.
+            let opened = pool.conns().iter().map(|conn| {
                 // SAFETY: pool connections are live.
-                let mut s = host::strdup(unsafe { conn.as_ref() }.state().as_cstr());
+                unsafe { conn.as_ref() }.state()
+            });
+            let to_open = std::iter::repeat_n(ConnState::Connecting, pool.to_open());
+            for state in opened.chain(to_open) {
+                let mut s = host::strdup(state.as_cstr());
                 // SAFETY: `states` is an array of pointers; one element is copied from `s`.
                 states = unsafe {
                     array_ensure_append_n_func(

@@ -206,7 +206,8 @@ void loop_close_all_handles(uv_loop_t *loop);
  * next, less what the loop spent blocked in poll (uv_metrics_idle_time). The
  * loop must have been configured with UV_METRICS_IDLE_TIME before it first
  * ran (loop_meter_configure). Work done between uv_run calls, such as a
- * manager call made by the test itself, counts in the iteration around it.
+ * manager call made by the test itself, counts in the iteration around it;
+ * the conditions loop_run_until evaluates (the test's own probing) do not.
  * The check handle is unreferenced: it does not keep the loop alive.
  */
 typedef struct loop_meter {
@@ -216,12 +217,19 @@ typedef struct loop_meter {
     uint64_t max_cpu_ns;  /* most CPU time of the loop thread in one iteration:
                              unlike wall time, not inflated when the machine is
                              busy with other work */
+    uint64_t iterations;             /* since the last reset */
+    uint64_t over_1ms_cpu;           /* iterations with more than 1 ms of CPU time */
+    uint64_t probe_ns, probe_cpu_ns; /* loop_run_until's conditions, not counted */
     bool started;
 } loop_meter;
 int loop_meter_configure(uv_loop_t *loop); /* before the loop's first run */
 void loop_meter_start(loop_meter *m, uv_loop_t *loop);
 void loop_meter_reset(loop_meter *m); /* max back to 0, from the next iteration */
 void loop_meter_stop(loop_meter *m);  /* closes the handle; run the loop once after */
+/* Runs fn(arg) from a uv_async callback of the loop and returns once it ran:
+ * as RediSearch's IO threads make their manager calls (in the poll phase of
+ * an iteration). */
+void loop_call(uv_loop_t *loop, void (*fn)(void *), void *arg);
 
 /* ------------------------------------------------------------------------ */
 /* 5. Scriptable RESP server (see harness_resp_server.c for why it exists)    */

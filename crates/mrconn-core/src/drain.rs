@@ -2,8 +2,10 @@
 //! belongs to, how each ended, and the totals operators read.
 //!
 //! A *batch* is the set of connections that one `Shrink`, node removal or
-//! endpoint change sent draining; it ends when its last connection has closed
-//! or returned to a pool, and that is when its duration is reported.
+//! endpoint change sent draining. Its connections join it as the loop sorts
+//! them, a few at a time; once sealed (every leaving connection sorted), it
+//! ends when its last connection has closed or returned to a pool, and that
+//! is when its duration is reported.
 
 use std::time::{Duration, Instant};
 
@@ -90,6 +92,8 @@ struct Batch {
     id: BatchId,
     started: Instant,
     remaining: u64,
+    /// No connection joins any more.
+    sealed: bool,
     report: BatchReport,
 }
 
@@ -102,15 +106,15 @@ pub struct DrainBook {
 }
 
 impl DrainBook {
-    /// Starts a batch of `conns` draining connections.
-    pub fn open(&mut self, cause: DrainCause, conns: u64, now: Instant) -> BatchId {
+    /// Starts a batch, empty until connections [`join`](Self::join) it.
+    pub fn open(&mut self, cause: DrainCause, now: Instant) -> BatchId {
         let id = self.next_id;
         self.next_id += 1;
-        self.stats.draining += conns;
         self.batches.push(Batch {
             id,
             started: now,
-            remaining: conns,
+            remaining: 0,
+            sealed: false,
             report: BatchReport {
                 cause,
                 elapsed: Duration::ZERO,
@@ -124,8 +128,28 @@ impl DrainBook {
         id
     }
 
+    /// One more connection drains in batch `id`, which is not sealed. An
+    /// unknown id is ignored.
+    pub fn join(&mut self, id: BatchId) {
+        if let Some(batch) = self.batches.iter_mut().find(|b| b.id == id) {
+            debug_assert!(!batch.sealed, "joined a sealed batch");
+            batch.remaining += 1;
+            self.stats.draining += 1;
+        }
+    }
+
+    /// No connection joins batch `id` any more. Returns its report if every
+    /// connection that joined it has already ended; a batch that none joined
+    /// ends without one. An unknown id is ignored.
+    pub fn seal(&mut self, id: BatchId, now: Instant) -> Option<BatchReport> {
+        let at = self.batches.iter().position(|b| b.id == id)?;
+        self.batches[at].sealed = true;
+        self.end_if_done(at, now)
+    }
+
     /// Records how one connection of batch `id` ended; returns the batch's
-    /// report when it was the last one. An unknown id is ignored.
+    /// report when it was the last one of a sealed batch. An unknown id is
+    /// ignored.
     pub fn close(
         &mut self,
         id: BatchId,
@@ -160,13 +184,19 @@ impl DrainBook {
         }
         stats.draining -= 1;
         batch.remaining -= 1;
-        if batch.remaining > 0 {
+        self.end_if_done(at, now)
+    }
+
+    fn end_if_done(&mut self, at: usize, now: Instant) -> Option<BatchReport> {
+        let batch = &self.batches[at];
+        if !batch.sealed || batch.remaining > 0 {
             return None;
         }
         let done = self.batches.swap_remove(at);
-        Some(BatchReport {
+        let r = done.report;
+        (r.graceful + r.forced + r.broken + r.reclaimed > 0).then(|| BatchReport {
             elapsed: now.saturating_duration_since(done.started),
-            ..done.report
+            ..r
         })
     }
 
@@ -190,8 +220,14 @@ mod tests {
         let t0 = Instant::now();
         let mut book = DrainBook::default();
         let shrink = DrainCause::Shrink { from: 8, to: 1 };
-        let id = book.open(shrink, 3, t0);
-        let other = book.open(DrainCause::NodeRemoved, 1, t0);
+        let id = book.open(shrink, t0);
+        let other = book.open(DrainCause::NodeRemoved, t0);
+        for _ in 0..3 {
+            book.join(id);
+        }
+        book.join(other);
+        assert_eq!(book.seal(id, t0), None);
+        assert_eq!(book.seal(other, t0), None);
         assert_eq!(book.stats().draining, 4);
         assert_eq!(book.close(id, DrainOutcome::Graceful, t0), None);
         assert_eq!(book.close(id, DrainOutcome::Reclaimed, t0), None);
@@ -229,5 +265,27 @@ mod tests {
             (0, 1, 1, 1, 1, 7),
             "failed callbacks count forced and broken-link drains"
         );
+    }
+
+    #[test]
+    fn a_batch_reports_only_once_sealed() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_millis(9);
+        let mut book = DrainBook::default();
+        let id = book.open(DrainCause::NodeRemoved, t0);
+        book.join(id);
+        // Its only connection ends while others are still being sorted.
+        assert_eq!(book.close(id, DrainOutcome::Graceful, t0), None);
+        book.join(id);
+        assert_eq!(book.close(id, DrainOutcome::Reclaimed, t0), None);
+        let report = book.seal(id, later).expect("every member ended");
+        assert_eq!((report.graceful, report.reclaimed), (1, 1));
+        assert_eq!(report.elapsed, Duration::from_millis(9));
+        assert_eq!(book.open_batches(), 0);
+        // A batch that none joined ends silently.
+        let empty = book.open(DrainCause::EndpointChanged, t0);
+        assert_eq!(book.seal(empty, later), None);
+        assert_eq!(book.open_batches(), 0);
+        assert_eq!(book.stats().draining, 0);
     }
 }

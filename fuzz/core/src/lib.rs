@@ -188,7 +188,8 @@ impl Model {
             }
             6 => {
                 let num = input.below(MAX_POOL + 1)?;
-                self.expand(num);
+                let opened = input.below(MAX_POOL + 1)?;
+                self.expand(num, opened);
             }
             7 | 8 => {
                 let which = input.byte()?;
@@ -236,7 +237,9 @@ impl Model {
         Some(())
     }
 
-    /// Opens a connection into `node`'s pool, as `MRConn::open` + push.
+    /// Opens a connection into `node`'s pool, as the backlog's fill does
+    /// (`MRConn::open` + `fill_one`), growing the pool by one first if it
+    /// has none left to open.
     fn add(&mut self, node: usize) -> bool {
         if self.conns.len() >= MAX_CONNS {
             return false;
@@ -250,11 +253,15 @@ impl Model {
         });
         self.live.push(c);
         let pool = &mut self.pools[node];
-        let (len, cursor) = (pool.len(), pool.cursor());
-        pool.push(c);
+        if pool.to_open() == 0 {
+            pool.grow_to(pool.len() + 1);
+        }
+        let (len, size, cursor) = (pool.len(), pool.size(), pool.cursor());
+        assert!(pool.fill_one(c));
         assert_eq!(pool.len(), len + 1);
+        assert_eq!(pool.size(), size, "opening changed the size");
         assert_eq!(pool.conns().last(), Some(&c));
-        assert_eq!(pool.cursor(), cursor, "push moved the cursor");
+        assert_eq!(pool.cursor(), cursor, "fill_one moved the cursor");
         true
     }
 
@@ -299,9 +306,10 @@ impl Model {
         let mut leaving = Vec::new();
         for pool in &mut self.pools {
             let before = pool.conns().to_vec();
-            let cursor = pool.cursor();
+            let (cursor, size) = (pool.cursor(), pool.size());
             let keep = num.min(before.len());
             let surplus = pool.shrink(num);
+            assert_eq!(pool.size(), size.min(num), "shrink left the wrong size");
             assert_eq!(
                 surplus,
                 &before[keep..],
@@ -341,16 +349,24 @@ impl Model {
         }
     }
 
-    /// `MRConnManager_Expand`: every non-empty pool grows to `num`, taking
-    /// back Connected draining connections to its endpoint first.
-    fn expand(&mut self, num: usize) {
+    /// `MRConnManager_Expand`: every pool of a non-zero size grows to
+    /// `num`, and the loop opens up to `opened` of its new connections
+    /// (the rest stay to open), taking back Connected draining connections
+    /// to its endpoint first.
+    fn expand(&mut self, num: usize, opened: usize) {
         for node in 0..NODES {
             let before = self.pools[node].conns().to_vec();
             let cursor = self.pools[node].cursor();
-            if before.is_empty() {
+            if self.pools[node].size() == 0 {
                 continue;
             }
-            while self.pools[node].len() < num {
+            let size = self.pools[node].size();
+            self.pools[node].grow_to(num);
+            assert_eq!(self.pools[node].size(), size.max(num), "grow_to");
+            for _ in 0..opened {
+                if self.pools[node].to_open() == 0 {
+                    break;
+                }
                 let endpoint = (node, self.endpoints[node]);
                 let back = self.draining.iter().copied().find(|&c| {
                     let conn = &self.conns[c];
@@ -359,7 +375,7 @@ impl Model {
                 if let Some(c) = back {
                     self.end_drain(c, DrainOutcome::Reclaimed);
                     self.conns[c].place = Place::Pool(node);
-                    self.pools[node].push(c);
+                    assert!(self.pools[node].fill_one(c));
                 } else if !self.add(node) {
                     break;
                 }
@@ -391,7 +407,11 @@ impl Model {
             return;
         }
         let members = busy.len() as u64;
-        let id = self.book.open(cause, members, self.now);
+        let id = self.book.open(cause, self.now);
+        for _ in 0..members {
+            self.book.join(id);
+        }
+        assert_eq!(self.book.seal(id, self.now), None, "sealed with members draining");
         assert!(
             self.batches.iter().all(|b| b.id != id) && !self.reported.contains(&id),
             "batch id {id} handed out twice"
