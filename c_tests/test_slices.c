@@ -14,7 +14,14 @@
 //     are), and the Connected ones grow in number as the loop opens them;
 //   - Expand while closes are pending, Shrink while a fill is pending, and
 //     Shutdown in the middle of both end with the right pool, every socket
-//     closed, no handle open and nothing leaked.
+//     closed, no handle open and nothing leaked;
+//   - with 6,000 busy connections leaving at once, the call sorts what
+//     100 µs allow and the loop sorts the rest (idle or draining): none of
+//     them is handed out or takes a command meanwhile, the Shrink notice
+//     counts them all once sorted, every callback runs once, and Shutdown in
+//     the middle of the sorting fails each pending callback once.
+#include <sys/resource.h>
+
 #include "drain_common.h"
 #include "util/arr/arr.h"
 
@@ -25,18 +32,20 @@ static MRConnManager mgr;
 static redis_proc r;
 static loop_meter meter;
 
-static void start(int pool) {
+static void start_with(int pool, const char *redis_args) {
   host_init();
   host_log_clear();
   host_set_enterprise(true);
   REQUIRE(uv_loop_init(&loop) == 0);
   REQUIRE(loop_meter_configure(&loop) == 0);
   loop_meter_start(&meter, &loop);
-  REQUIRE(redis_start(&r, NULL) == 0);
+  REQUIRE(redis_start(&r, redis_args) == 0);
   MRConnManager_Init(&mgr, pool);
   MREndpoint ep = {.host = "127.0.0.1", .port = r.port};
   CHECK(MRConnManager_Add(&mgr, &loop, "n0", &ep));
 }
+
+static void start(int pool) { start_with(pool, NULL); }
 
 typedef struct {
   int n;
@@ -217,7 +226,126 @@ TEST(shutdown_in_the_middle_of_slices) {
   redis_stop(&r);
 }
 
+#define PER_NODE 3000
+#define HUGE (2 * PER_NODE)  // two nodes on the one server
+
+static dc_req huge_reqs[HUGE];
+static MRConn *huge_conns[HUGE];
+
+static bool huge_pool_connected(void *arg) {
+  (void)arg;
+  bool known;
+  int connected;
+  return dc_nothing_queued(&mgr) && states_shown(&known, &connected) == HUGE && connected == HUGE;
+}
+
+static MRConn *huge_kept[2];  // the connections the pools keep when they shrink to 1
+
+// A pool of HUGE Connected connections, each with a BLPOP of `seconds` in
+// flight (huge_kept is set once it is).
+static void huge_busy_pool(const char *seconds) {
+  huge_kept[0] = huge_kept[1] = NULL;
+  struct rlimit rl;
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+  rl.rlim_cur = rl.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &rl);
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur >= HUGE + 512);
+  start_with(1, "--maxclients 20000");
+  MREndpoint ep = {.host = "127.0.0.1", .port = r.port};
+  CHECK(MRConnManager_Add(&mgr, &loop, "n1", &ep));
+  REQUIRE(wait_pool(1));
+  MRConn *kept0 = MRConn_Get(&mgr, "n0");
+  MRConn *kept1 = MRConn_Get(&mgr, "n1");
+  REQUIRE(kept0 && kept1);
+  MRConnManager_Expand(&mgr, PER_NODE, &loop);
+  REQUIRE(loop_run_until(&loop, huge_pool_connected, NULL, 60000));
+  dc_reset_counts();
+  for (int i = 0; i < HUGE; i++) {
+    huge_conns[i] = MRConn_Get(&mgr, i < PER_NODE ? "n0" : "n1");
+    huge_reqs[i] = (dc_req){.id = i};
+    REQUIRE(dc_send_blpop(huge_conns[i], &huge_reqs[i], seconds) == REDIS_OK);
+  }
+  loop_run_for(&loop, 20);
+  host_log_clear();
+  huge_kept[0] = kept0;
+  huge_kept[1] = kept1;
+}
+
+static bool huge_drain_over(void *arg) {
+  (void)arg;
+  MRConnDrainStats s = dc_stats(&mgr);
+  return s.draining == 0 && s.queued == 0 && dc.replies + dc.nulls + dc.closed >= HUGE;
+}
+
+TEST(thousands_leaving_are_sorted_in_slices) {
+  huge_busy_pool("0.3");
+  REQUIRE(huge_kept[0]);
+  uint64_t t0 = now_us();
+  MRConnManager_Shrink(&mgr, 1);
+  uint64_t shrink_us = now_us() - t0;
+  MRConnDrainStats s = dc_stats(&mgr);
+  printf("  Shrink(%d -> 1) of 2 nodes' busy connections returned in %" PRIu64 " us, %" PRIu64
+         " sorted (draining), %" PRIu64 " left to sort\n",
+         PER_NODE, shrink_us, s.draining, s.queued);
+  // The call sorts what its budget allows; all are busy, so every sorted
+  // one drains.
+  CHECK(s.queued > 0);
+  CHECK_EQ_INT(s.queued + s.draining, HUGE - 2);
+  CHECK_EQ_INT(host_log_count("notice", "MRConnManager_Shrink: 3000 -> 1"), 0);
+  // Sorted or not, no leaving connection is handed out or takes a command.
+  for (int k = 0; k < 100; k++) {
+    CHECK(MRConn_Get(&mgr, "n0") == huge_kept[0]);
+    CHECK(MRConn_Get(&mgr, "n1") == huge_kept[1]);
+  }
+  dc_req extra = {.id = HUGE};
+  int refused = 0;
+  for (int i = 0; i < HUGE; i++)
+    if (huge_conns[i] != huge_kept[0] && huge_conns[i] != huge_kept[1])
+      refused += dc_send_echo(huge_conns[i], &extra) == REDIS_ERR;
+  CHECK_EQ_INT(refused, HUGE - 2);
+  CHECK_EQ_INT(extra.calls, 0);
+
+  loop_meter_reset(&meter);
+  CHECK(loop_run_until(&loop, huge_drain_over, NULL, 20000));
+  printf("  longest iteration while sorting and draining: %.2f ms (%.2f ms of CPU)\n",
+         meter.max_busy_ns / 1e6, meter.max_cpu_ns / 1e6);
+  CHECK(host_log_count("notice", "MRConnManager_Shrink: 3000 -> 1 connections per node: 0 closed "
+                                 "idle, 5998 draining with 5998 commands pending") == 1);
+  char *line = host_log_find("notice", "MRConnManager_Shrink: drain of 5998 connections finished in");
+  CHECK(line && strstr(line, "5998 graceful, 0 forced, 0 lost their link, 0 reclaimed"));
+  free(line);
+  int once = 0;
+  for (int i = 0; i < HUGE; i++) once += huge_reqs[i].calls == 1 && !huge_reqs[i].nulls && !huge_reqs[i].bad;
+  CHECK_EQ_INT(once, HUGE);
+  CHECK_EQ_INT(dc.duplicates, 0);
+  finish();
+}
+
+TEST(shutdown_while_leaving_connections_are_sorted) {
+  huge_busy_pool("5");
+  REQUIRE(huge_kept[0]);
+  MRConnManager_Shrink(&mgr, 1);
+  uint64_t queued = dc_stats(&mgr).queued;
+  printf("  Shutdown with %" PRIu64 " leaving connections still to sort\n", queued);
+  CHECK(queued > 0);
+  MRConnManager_Shutdown(&mgr);
+  // Every BLPOP, on a sorted, unsorted or kept connection, got one error reply.
+  int once = 0;
+  for (int i = 0; i < HUGE; i++) once += huge_reqs[i].calls == 1 && huge_reqs[i].closed == 1;
+  CHECK_EQ_INT(once, HUGE);
+  CHECK_EQ_INT(dc.duplicates, 0);
+  loop_meter_stop(&meter);
+  CHECK_EQ_INT(loop_count_open_handles(&loop), 0);
+  loop_close_all_handles(&loop);
+  CHECK_EQ_INT(uv_loop_close(&loop), 0);
+  CHECK_EQ_INT((long long)host_alloc_live_count(), 0);
+  CHECK(wait_clients(0));
+  redis_stop(&r);
+}
+
 HARNESS_MAIN(HARNESS_TEST(large_pool_opens_and_closes_in_slices),
              HARNESS_TEST(expand_while_closes_are_pending),
              HARNESS_TEST(shrink_while_a_fill_is_pending),
-             HARNESS_TEST(shutdown_in_the_middle_of_slices))
+             HARNESS_TEST(shutdown_in_the_middle_of_slices),
+             HARNESS_TEST(thousands_leaving_are_sorted_in_slices),
+             HARNESS_TEST(shutdown_while_leaving_connections_are_sorted))
