@@ -75,8 +75,8 @@ typedef struct {
   // Callbacks of draining connections that got no reply from their shard:
   // an error reply when the drain was forced, NULL when the link broke.
   uint64_t failedCallbacks;
-  // Connections still to open or close on the loop, a slice per
-  // iteration, after a resize or topology change.
+  // Connections still to open, to sort (idle or draining) or to close on
+  // the loop, a slice per iteration, after a resize or topology change.
   uint64_t queued;
 } MRConnDrainStats;
 
@@ -115,8 +115,8 @@ void MRConnManager_FillStateDict(MRConnManager *mgr, dict *stateDict);
 // 2. `id` is NULL or a NUL-terminated string.
 MRConn *MRConn_Get(MRConnManager *mgr, const char *id);
 
-// The state string of the first connection of node `id`; NULL if the node
-// has no pool.
+// The state string of the first connection of node `id` (`Connecting`
+// before it is opened); NULL if the node has no pool, or one of size 0.
 //
 // # Safety
 // 1. `mgr` is NULL or an initialised manager, used on its loop thread.
@@ -138,9 +138,10 @@ const char *MRConnManager_GetNodeState(MRConnManager *mgr, const char *id);
 // 3. `fn_`, if set, may be called once with `privdata`.
 int MRConn_SendCommand(MRConn *c, MRCommand *cmd, redisCallbackFn fn_, void *privdata);
 
-// Makes `id`'s pool one of `nodeConns` connections to `ep`; false when it
-// already has one to an equal endpoint. An older pool to another endpoint
-// drains away.
+// Makes `id`'s pool one of `nodeConns` connections to `ep` (the loop opens
+// them, a slice per iteration; until then they show as `Connecting`); false
+// when it already has one to an equal endpoint. An older pool to another
+// endpoint drains away.
 //
 // # Safety
 // 1. `m` is NULL or an initialised manager, used on its loop thread.
@@ -166,8 +167,8 @@ int MRConnManager_Disconnect(MRConnManager *m, const char *id);
 //    the thread that owns it before its loop runs).
 void MRConnManager_Shrink(MRConnManager *m, uint32_t num);
 
-// Grows every pool to `num` connections, taking back draining ones first.
-// Needs `nodeConns < num`; anything else is logged and ignored. A size
+// Grows every pool to `num` connections (the loop opens them, a slice per
+// iteration), taking back draining ones first. Needs `nodeConns < num`; anything else is logged and ignored. A size
 // above 4096 is clamped to 4096, with a warning (as in `Init`).
 //
 // # Safety

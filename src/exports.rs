@@ -74,8 +74,8 @@ pub struct MRConnDrainStats {
     /// Callbacks of draining connections that got no reply from their shard:
     /// an error reply when the drain was forced, NULL when the link broke.
     pub failedCallbacks: u64,
-    /// Connections still to open or close on the loop, a slice per
-    /// iteration, after a resize or topology change.
+    /// Connections still to open, to sort (idle or draining) or to close on
+    /// the loop, a slice per iteration, after a resize or topology change.
     pub queued: u64,
 }
 
@@ -339,9 +339,10 @@ pub unsafe extern "C" fn MRConn_SendCommand(
     conn.send(cmd, fn_, privdata)
 }
 
-/// Makes `id`'s pool one of `nodeConns` connections to `ep`; false when it
-/// already has one to an equal endpoint. An older pool to another endpoint
-/// drains away.
+/// Makes `id`'s pool one of `nodeConns` connections to `ep` (the loop opens
+/// them, a slice per iteration; until then they show as `Connecting`); false
+/// when it already has one to an equal endpoint. An older pool to another
+/// endpoint drains away.
 ///
 /// # Safety
 /// 1. `m` is NULL or an initialised manager, used on its loop thread.
@@ -435,8 +436,8 @@ pub unsafe extern "C" fn MRConnManager_Shrink(m: Option<NonNull<MRConnManager>>,
     drain::shrink(mgr, num);
 }
 
-/// Grows every pool to `num` connections, taking back draining ones first.
-/// Needs `nodeConns < num`; anything else is logged and ignored. A size
+/// Grows every pool to `num` connections (the loop opens them, a slice per
+/// iteration), taking back draining ones first. Needs `nodeConns < num`; anything else is logged and ignored. A size
 /// above 4096 is clamped to 4096, with a warning (as in `Init`).
 ///
 /// # Safety
