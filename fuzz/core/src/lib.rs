@@ -411,7 +411,11 @@ impl Model {
         for _ in 0..members {
             self.book.join(id);
         }
-        assert_eq!(self.book.seal(id, self.now), None, "sealed with members draining");
+        assert_eq!(
+            self.book.seal(id, self.now),
+            None,
+            "sealed with members draining"
+        );
         assert!(
             self.batches.iter().all(|b| b.id != id) && !self.reported.contains(&id),
             "batch id {id} handed out twice"
