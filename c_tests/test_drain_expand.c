@@ -80,6 +80,7 @@ TEST(expand_takes_draining_connections_back) {
   // The short ones finish their drain and close; the long ones go on.
   dc_stat_arg left = {&cl.mgr, (uint64_t)n_long};
   CHECK(loop_run_until(&cl.loop, dc_draining_is, &left, 3000));
+  CHECK(dc_settle(&cl.loop, &cl.mgr));  // and the drained ones closed
   MRConnDrainStats s = dc_stats(&cl.mgr);
   CHECK_EQ_INT(s.graceful, n_short);
 

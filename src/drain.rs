@@ -1,13 +1,14 @@
 //! What happens to connections that leave a pool: on `Shrink`, when a node's
 //! pool is removed (`Disconnect`) or replaced (`Add` with a new endpoint), and
-//! what `Expand` and `Add` take back. Opening and closing sockets happens in
-//! slices on the loop ([`crate::backlog`]).
+//! what `Expand` and `Add` take back. Opening and closing sockets, and
+//! sorting thousands of leaving connections, happen in slices on the loop
+//! ([`crate::backlog`]).
 //!
 //! A leaving connection takes no new command from that moment: it is out of
-//! its pool, so `MRConn_Get` cannot return it, and `MRConn_SendCommand`
-//! refuses it. Then:
+//! its pool, so `MRConn_Get` cannot return it, and it is marked leaving, so
+//! `MRConn_SendCommand` refuses it. Once sorted ([`Leave`]):
 //! - idle (nothing in hiredis's reply lists, see [`pending::is_idle`]) or not
-//!   Connected (no user work can be queued on it), it closes at once;
+//!   Connected (no user work can be queued on it), it closes;
 //! - otherwise it *drains*: after every read the loop checks its reply lists
 //!   and closes it as soon as the last pending reply has reached its
 //!   callback. A deadline (see [`deadline_ms`]) closes it by force: what is

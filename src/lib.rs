@@ -7,8 +7,8 @@
 //! - [`manager`]: the node-id → pool map and the operations on it.
 //! - [`drain`]: what happens to connections that leave a pool (Shrink, node
 //!   removal, endpoint change): draining, deadlines, reports.
-//! - [`backlog`]: opening and closing connections on the loop in slices, so
-//!   that no resize stalls it at any pool size.
+//! - [`backlog`]: opening, sorting and closing connections on the loop in
+//!   slices, so that no resize stalls it at any pool size.
 //! - [`pending`]: the commands a hiredis context still owes a reply: when it
 //!   is idle, and failing them with an error reply.
 //! - [`conn`]: one connection's life on hiredis: connect, TLS, AUTH, back-off.
