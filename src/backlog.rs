@@ -4,7 +4,8 @@
 //! their pools (see [`drain::Leave`]), and closing the idle ones among them
 //! (about 20 µs each). `Expand` and `Add` queue the first, `Shrink`,
 //! `Disconnect` and `Add` the others; a libuv idle handle then does at most
-//! [`SLICE`] of it per loop iteration, in queue order (sorting first).
+//! [`SLICE`] of it per loop iteration, in queue order (sorting first; pools
+//! that fill take turns, a connection each).
 //!
 //! What callers observe changes at once: a pool's size is its new size
 //! (`FillStateDict` shows the connections still to open as `Connecting`, as
@@ -193,8 +194,11 @@ extern "C" fn on_idle(handle: *mut uv_idle_t) {
             Job::Fill { node } => {
                 // SAFETY: `map` is live, and no other reference to the pool exists.
                 if let Some(pool) = unsafe { pool_of(map, node.as_cstr()) } {
+                    // Back of the queue: the nodes of a topology take turns,
+                    // so that each has a connection soon (RediSearch's IO
+                    // thread waits for one to every node before it serves).
                     if drain::open_one(&mut state.drains, pool) {
-                        state.backlog.jobs.push_front(Job::Fill { node });
+                        state.backlog.jobs.push_back(Job::Fill { node });
                     }
                 }
             }
