@@ -335,6 +335,13 @@ TEST(shutdown_while_leaving_connections_are_sorted) {
   printf("  Shutdown with %" PRIu64 " leaving connections still to sort\n", queued);
   CHECK(queued > 0);
   MRConnManager_Shutdown(&mgr);
+  // The connections sorted before it drained, and Shutdown forced them: their
+  // batch reports once.
+  char *line = host_log_find("notice", "MRConnManager_Shrink: drain of ");
+  CHECK(line && strstr(line, " 0 graceful, ") && strstr(line, " forced, 0 lost their link"));
+  if (line) printf("  log: %s\n", line);
+  free(line);
+  CHECK_EQ_INT(host_log_count("notice", "MRConnManager_Shrink: drain of "), 1);
   // Every BLPOP, on a sorted, unsorted or kept connection, got one error reply.
   int once = 0;
   for (int i = 0; i < HUGE; i++) once += huge_reqs[i].calls == 1 && huge_reqs[i].closed == 1;
@@ -343,7 +350,23 @@ TEST(shutdown_while_leaving_connections_are_sorted) {
   after_shutdown();
 }
 
+// 256 leaving connections are sorted inside the call on any machine and
+// build: the call's notice is logged when it returns.
+TEST(a_shrink_of_256_is_sorted_in_the_call) {
+  start(257);
+  REQUIRE(wait_pool(257));
+  host_log_clear();
+  MRConnManager_Shrink(&mgr, 1);
+  CHECK(host_log_count("notice", "MRConnManager_Shrink: 257 -> 1 connections per node: 256 closed "
+                                 "idle, 0 draining with 0 commands pending") == 1);
+  CHECK_EQ_INT(dc_stats(&mgr).queued, 256);  // their closes
+  CHECK(dc_settle(&loop, &mgr));
+  CHECK(wait_clients(1));
+  finish();
+}
+
 HARNESS_MAIN(HARNESS_TEST(large_pool_opens_and_closes_in_slices),
+             HARNESS_TEST(a_shrink_of_256_is_sorted_in_the_call),
              HARNESS_TEST(expand_while_closes_are_pending),
              HARNESS_TEST(shrink_while_a_fill_is_pending),
              HARNESS_TEST(shutdown_in_the_middle_of_slices),

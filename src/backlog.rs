@@ -19,7 +19,7 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use crate::conn::MRConn;
-use crate::drain::{self, Leave};
+use crate::drain::{self, Drains, Leave};
 use crate::event_loop::Idle;
 use crate::host::dict;
 use crate::manager::{NodePool, Pools, State};
@@ -58,6 +58,7 @@ impl Backlog {
     /// Queues sorting the rest of `leave`, ahead of other work: until a
     /// busy connection is sorted, its drain has no deadline timer.
     pub fn leave(&mut self, map: NonNull<dict>, leave: Leave) {
+        debug_assert!(leave.remaining() > 0, "queued a leave with nothing to sort");
         let Some(loop_) = leave.event_loop() else {
             return;
         };
@@ -102,7 +103,7 @@ impl Backlog {
     /// Shutdown: drops the fills, and closes the idle handle. Returns the
     /// connections queued to close or still to sort, for the caller to
     /// close.
-    pub fn finish(&mut self) -> Vec<NonNull<MRConn>> {
+    pub fn finish(&mut self, drains: &mut Drains) -> Vec<NonNull<MRConn>> {
         if let Some(idle) = self.idle.take() {
             idle.close();
         }
@@ -110,7 +111,7 @@ impl Backlog {
         for job in self.jobs.drain(..) {
             match job {
                 Job::Close(conn) => conns.extend(MRConn::unqueue(conn)),
-                Job::Leave(leave) => conns.extend(leave.abandon()),
+                Job::Leave(leave) => conns.extend(leave.abandon(drains)),
                 Job::Fill { .. } => {}
             }
         }

@@ -210,8 +210,13 @@ impl Leave {
         Some(unsafe { conn.as_ref() }.event_loop())
     }
 
-    /// The connections still to sort, let go of (Shutdown).
-    pub fn abandon(self) -> impl Iterator<Item = NonNull<MRConn>> {
+    /// Shutdown: no more connections join the batch (Shutdown forces its
+    /// members, and the last one ends it with its report); returns those
+    /// still to sort, let go of.
+    pub fn abandon(self, drains: &mut Drains) -> impl Iterator<Item = NonNull<MRConn>> {
+        if let Some(report) = self.batch.and_then(|b| drains.book.seal(b, Instant::now())) {
+            log_report(&report);
+        }
         self.conns.filter_map(MRConn::unqueue)
     }
 
@@ -330,7 +335,8 @@ fn depart(mgr: &mut MRConnManager, mut leave: Leave) {
     let mut sorted = 0;
     while leave.sort_next(state, map) {
         sorted += 1;
-        if sorted >= IN_CALL_AT_LEAST && start.elapsed() >= IN_CALL {
+        // With none left, the next sort_next finishes the call's work here.
+        if leave.remaining() > 0 && sorted >= IN_CALL_AT_LEAST && start.elapsed() >= IN_CALL {
             state.backlog.leave(map, leave);
             return;
         }

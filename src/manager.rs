@@ -272,8 +272,11 @@ impl MRConnManager {
         let mut conns = Vec::new();
         // SAFETY: the map is live and ours.
         unsafe { Pools::of(map) }.for_each(|_, pool| conns.extend(pool.take_all()));
-        // SAFETY: as above; the reference ends with the statement.
-        conns.extend(unsafe { State::of(map) }.backlog.finish());
+        {
+            // SAFETY: as above; the reference ends with the block.
+            let state = unsafe { State::of(map) };
+            conns.extend(state.backlog.finish(&mut state.drains));
+        }
         // SAFETY: a live map of ours has our State as privdata.
         let state = unsafe { (*map.as_ptr()).privdata }.cast::<State>();
         // SAFETY: `map` is live and ours; its pools are empty now.

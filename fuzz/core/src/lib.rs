@@ -357,6 +357,8 @@ impl Model {
         for node in 0..NODES {
             let before = self.pools[node].conns().to_vec();
             let cursor = self.pools[node].cursor();
+            // Size 0 stands for a node with no pool here (the model has no
+            // manager of pool size 0): Expand only grows existing pools.
             if self.pools[node].size() == 0 {
                 continue;
             }
