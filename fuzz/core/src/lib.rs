@@ -5,7 +5,9 @@
 //! readiness predicate), shrink every pool, retire a node's pool (node removed
 //! or endpoint changed), grow the pools (taking draining connections back
 //! first), deliver a reply, raise a state event, hit a drain deadline, shut
-//! down, close a batch that is gone, apply one raw transition, let time pass.
+//! down, close a batch that is gone, apply one raw transition, let time pass,
+//! sort leaving connections (a call sorts some, the loop the rest, as
+//! `drain::Leave`: replies and broken links come in between).
 //! Each is done on the real [`Pool`], [`next_state`] and [`DrainBook`] the way
 //! `src/drain.rs` and `src/conn.rs` use them, and mirrored in plain data.
 //! After every step `Model::check` compares the two; any disagreement
@@ -38,6 +40,10 @@ pub fn run(data: &[u8]) {
     model.check();
     assert!(model.live.is_empty(), "shutdown left connections open");
     assert!(model.batches.is_empty(), "shutdown left batches unreported");
+    assert!(
+        model.leaves.is_empty(),
+        "shutdown left connections unsorted"
+    );
 }
 
 /// The input, read a byte at a time.
@@ -60,6 +66,8 @@ impl Input<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
     Pool(usize),
+    /// Out of its pool, not sorted yet.
+    Leaving,
     Draining(BatchId),
     Freed,
 }
@@ -113,7 +121,19 @@ struct Batch {
     cause: DrainCause,
     opened: Instant,
     remaining: u64,
+    /// Every connection of its call has been sorted.
+    sealed: bool,
     tally: Tally,
+}
+
+/// The connections one call took out of their pools, still to sort, as
+/// `drain::Leave`.
+#[derive(Debug)]
+struct Leave {
+    conns: std::collections::VecDeque<usize>,
+    cause: DrainCause,
+    /// Opened with its first busy connection.
+    batch: Option<BatchId>,
 }
 
 struct Model {
@@ -126,8 +146,10 @@ struct Model {
     endpoints: [u32; NODES],
     /// The manager's connections per node, for the Shrink cause.
     node_conns: u32,
-    /// Draining connections, as `Drains::conns`.
+    /// Draining connections, as `Drains::by_endpoint`.
     draining: Vec<usize>,
+    /// Calls whose leaving connections are not all sorted, oldest first.
+    leaves: Vec<Leave>,
     book: DrainBook,
     batches: Vec<Batch>,
     /// Batches that reported, oldest first.
@@ -152,6 +174,7 @@ impl Model {
             endpoints: [0; NODES],
             node_conns: 0,
             draining: Vec::new(),
+            leaves: Vec::new(),
             book: DrainBook::default(),
             batches: Vec::new(),
             reported: Vec::new(),
@@ -165,7 +188,7 @@ impl Model {
 
     /// One operation; `None` when the input ran out in its arguments.
     fn step(&mut self, op: u8, input: &mut Input) -> Option<()> {
-        match op % 16 {
+        match op % 17 {
             0 | 1 => {
                 let node = input.below(NODES)?;
                 if self.pools[node].len() < MAX_POOL {
@@ -179,12 +202,14 @@ impl Model {
             }
             4 => {
                 let num = input.below(MAX_POOL + 2)?;
-                self.shrink(num);
+                let in_call = input.below(NODES * MAX_POOL + 1)?;
+                self.shrink(num, in_call);
             }
             5 => {
                 let node = input.below(NODES)?;
                 let how = input.byte()?;
-                self.retire(node, how);
+                let in_call = input.below(MAX_POOL + 1)?;
+                self.retire(node, how, in_call);
             }
             6 => {
                 let num = input.below(MAX_POOL + 1)?;
@@ -229,9 +254,13 @@ impl Model {
                 let draining = input.byte()? & 1 == 1;
                 transition(from, event, draining);
             }
-            _ => {
+            15 => {
                 let ms = input.byte()?;
                 self.now += Duration::from_millis(u64::from(ms) * 7);
+            }
+            _ => {
+                let n = input.below(8)?;
+                self.sort(n + 1);
             }
         }
         Some(())
@@ -301,8 +330,9 @@ impl Model {
         }
     }
 
-    /// `MRConnManager_Shrink`: every pool keeps its first `num`.
-    fn shrink(&mut self, num: usize) {
+    /// `MRConnManager_Shrink`: every pool keeps its first `num`; the call
+    /// sorts `in_call` of the rest.
+    fn shrink(&mut self, num: usize, in_call: usize) {
         let mut leaving = Vec::new();
         for pool in &mut self.pools {
             let before = pool.conns().to_vec();
@@ -326,12 +356,13 @@ impl Model {
             to,
         };
         self.node_conns = to;
-        self.leave(leaving, cause);
+        self.leave(leaving, cause, in_call);
     }
 
     /// Node removal (`how` even) or endpoint change (`how` odd, the new pool
-    /// getting `how / 2 % MAX_POOL + 1` new connections).
-    fn retire(&mut self, node: usize, how: u8) {
+    /// getting `how / 2 % MAX_POOL + 1` new connections); the call sorts
+    /// `in_call` of the old ones.
+    fn retire(&mut self, node: usize, how: u8, in_call: usize) {
         let pool = &mut self.pools[node];
         let before = pool.conns().to_vec();
         let all = pool.take_all();
@@ -339,10 +370,10 @@ impl Model {
         assert!(pool.is_empty());
         assert_eq!(pool.cursor(), 0);
         if how & 1 == 0 {
-            self.leave(all, DrainCause::NodeRemoved);
+            self.leave(all, DrainCause::NodeRemoved, in_call);
         } else {
             self.endpoints[node] += 1;
-            self.leave(all, DrainCause::EndpointChanged);
+            self.leave(all, DrainCause::EndpointChanged, in_call);
             for _ in 0..usize::from(how / 2) % MAX_POOL + 1 {
                 self.add(node);
             }
@@ -393,48 +424,96 @@ impl Model {
         self.node_conns = u32::try_from(num).unwrap_or(u32::MAX);
     }
 
-    /// Connections leaving their pools, as `Leaving::sort` + `begin`: idle
-    /// or not Connected ones close now, the others drain as one batch.
-    fn leave(&mut self, conns: Vec<usize>, cause: DrainCause) {
-        let mut busy = Vec::new();
-        for c in conns {
-            let conn = &self.conns[c];
-            if conn.state == ConnState::Connected && conn.pending > 0 {
-                busy.push(c);
-            } else {
-                self.free(c);
+    /// Connections leaving their pools, as `drain::Leave`: marked leaving,
+    /// `in_call` of them sorted now, the rest by [`Model::sort`].
+    fn leave(&mut self, conns: Vec<usize>, cause: DrainCause, in_call: usize) {
+        for &c in &conns {
+            self.conns[c].place = Place::Leaving;
+        }
+        self.leaves.push(Leave {
+            conns: conns.into(),
+            cause,
+            batch: None,
+        });
+        // The call sorts only its own leave, the newest.
+        let at = self.leaves.len() - 1;
+        self.sort_leave(at, in_call);
+    }
+
+    /// The backlog: sorts `n` connections, oldest leave first.
+    fn sort(&mut self, n: usize) {
+        for _ in 0..n {
+            if self.leaves.is_empty() {
+                return;
             }
+            self.sort_leave(0, 1);
         }
-        if busy.is_empty() {
-            return;
-        }
-        let members = busy.len() as u64;
-        let id = self.book.open(cause, self.now);
-        for _ in 0..members {
+    }
+
+    /// Sorts up to `n` connections of leave `at`, as `Leave::sort_next`:
+    /// idle or not Connected ones close, the others drain in the call's
+    /// batch. A leave with none left is sealed.
+    fn sort_leave(&mut self, at: usize, n: usize) {
+        for _ in 0..n {
+            let Some(c) = self.leaves[at].conns.pop_front() else {
+                break;
+            };
+            if self.conns[c].place != Place::Leaving {
+                // Its link broke while it waited: gone already.
+                assert_eq!(self.conns[c].place, Place::Freed);
+                continue;
+            }
+            let conn = &self.conns[c];
+            if conn.state != ConnState::Connected || conn.pending == 0 {
+                self.free(c);
+                continue;
+            }
+            let id = match self.leaves[at].batch {
+                Some(id) => id,
+                None => {
+                    let id = self.book.open(self.leaves[at].cause, self.now);
+                    assert!(
+                        self.batches.iter().all(|b| b.id != id) && !self.reported.contains(&id),
+                        "batch id {id} handed out twice"
+                    );
+                    self.max_id = self.max_id.max(id);
+                    self.batches.push(Batch {
+                        id,
+                        cause: self.leaves[at].cause,
+                        opened: self.now,
+                        remaining: 0,
+                        sealed: false,
+                        tally: Tally::default(),
+                    });
+                    self.leaves[at].batch = Some(id);
+                    id
+                }
+            };
             self.book.join(id);
-        }
-        assert_eq!(
-            self.book.seal(id, self.now),
-            None,
-            "sealed with members draining"
-        );
-        assert!(
-            self.batches.iter().all(|b| b.id != id) && !self.reported.contains(&id),
-            "batch id {id} handed out twice"
-        );
-        self.max_id = self.max_id.max(id);
-        for c in busy {
+            self.batch_mut(id).remaining += 1;
             self.conns[c].place = Place::Draining(id);
             self.draining.push(c);
+            self.opened += 1;
         }
-        self.batches.push(Batch {
-            id,
-            cause,
-            opened: self.now,
-            remaining: members,
-            tally: Tally::default(),
-        });
-        self.opened += members;
+        if self.leaves[at].conns.is_empty() {
+            let leave = self.leaves.remove(at);
+            if let Some(id) = leave.batch {
+                self.seal(id);
+            }
+        }
+    }
+
+    /// No connection joins batch `id` any more; checks it reports now
+    /// exactly when every member has already ended.
+    fn seal(&mut self, id: BatchId) {
+        let report = self.book.seal(id, self.now);
+        self.batch_mut(id).sealed = true;
+        self.report_if_done(id, report);
+    }
+
+    fn batch_mut(&mut self, id: BatchId) -> &mut Batch {
+        let at = self.batches.iter().position(|b| b.id == id);
+        &mut self.batches[at.expect("its batch is open")]
     }
 
     /// One reply reaches its callback; a draining connection whose last
@@ -465,11 +544,18 @@ impl Model {
         }
         let c = self.live[which % self.live.len()];
         let draining = matches!(self.conns[c].place, Place::Draining(_));
-        let to = transition(self.conns[c].state, event, draining);
+        let leaving = draining || self.conns[c].place == Place::Leaving;
+        let to = transition(self.conns[c].state, event, leaving);
         if draining && to == ConnState::Freeing {
             // The link broke: hiredis failed what was pending.
             let failed = self.conns[c].pending;
             self.end_drain(c, DrainOutcome::Broken { failed });
+            self.free(c);
+            return;
+        }
+        if to == ConnState::Freeing {
+            // A leaving connection never reconnects: it is torn down, and
+            // its leave skips it.
             self.free(c);
             return;
         }
@@ -481,9 +567,20 @@ impl Model {
         }
     }
 
-    /// `MRConnManager_Shutdown`: draining connections close by force, pool
-    /// connections are released.
+    /// `MRConnManager_Shutdown`: leaves still being sorted are sealed and
+    /// their connections released, draining connections close by force,
+    /// pool connections are released.
     fn shutdown(&mut self) {
+        for leave in std::mem::take(&mut self.leaves) {
+            if let Some(id) = leave.batch {
+                self.seal(id);
+            }
+            for c in leave.conns {
+                if self.conns[c].place == Place::Leaving {
+                    self.free(c);
+                }
+            }
+        }
         while let Some(&c) = self.draining.first() {
             let failed = self.conns[c].pending;
             self.end_drain(c, DrainOutcome::Forced { failed });
@@ -531,12 +628,19 @@ impl Model {
             .swap_remove(at.expect("draining connection listed"));
         let report = self.book.close(id, outcome, self.now);
         self.tally.add(outcome);
-        let at = self.batches.iter().position(|b| b.id == id);
-        let batch = &mut self.batches[at.expect("its batch is open")];
+        let batch = self.batch_mut(id);
         batch.tally.add(outcome);
         batch.remaining -= 1;
-        if batch.remaining > 0 {
-            assert_eq!(report, None, "batch {id} reported before its last member");
+        self.report_if_done(id, report);
+    }
+
+    /// Batch `id` must report (`report`) exactly when it is sealed and its
+    /// last member has ended.
+    fn report_if_done(&mut self, id: BatchId, report: Option<BatchReport>) {
+        let at = self.batches.iter().position(|b| b.id == id);
+        let batch = &self.batches[at.expect("its batch is open")];
+        if batch.remaining > 0 || !batch.sealed {
+            assert_eq!(report, None, "batch {id} reported before its end");
             return;
         }
         let batch = self.batches.swap_remove(at.expect("found above"));
@@ -593,6 +697,15 @@ impl Model {
             self.seen[c] = round;
         }
         placed += self.draining.len();
+        for leave in &self.leaves {
+            for &c in &leave.conns {
+                if self.conns[c].place == Place::Leaving {
+                    assert_ne!(self.seen[c], round, "connection {c} is in two places");
+                    self.seen[c] = round;
+                    placed += 1;
+                }
+            }
+        }
         assert_eq!(placed, self.live.len(), "a live connection is nowhere");
         for &c in &self.live {
             assert_eq!(self.seen[c], round, "live connection {c} is nowhere");
