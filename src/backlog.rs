@@ -84,7 +84,7 @@ impl Backlog {
             .iter()
             .map(|job| match job {
                 Job::Close(conn) => u64::from(MRConn::queued_work(*conn)),
-                Job::Leave(leave) => leave.remaining() as u64,
+                Job::Leave(leave) => leave.remaining_work() as u64,
                 Job::Fill { .. } => 0,
             })
             .sum::<u64>()

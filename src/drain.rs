@@ -203,6 +203,13 @@ impl Leave {
         self.conns.len()
     }
 
+    /// How many of those still to sort are live: not those torn down while
+    /// they waited (a broken link).
+    pub fn remaining_work(&self) -> usize {
+        let conns = self.conns.as_slice();
+        conns.iter().filter(|&&c| MRConn::queued_work(c)).count()
+    }
+
     /// The loop of those still to sort, if any.
     pub fn event_loop(&self) -> Option<NonNull<uv_loop_t>> {
         let &conn = self.conns.as_slice().first()?;
