@@ -29,9 +29,8 @@ const LINK_WARNING_PERIOD: std::time::Duration = std::time::Duration::from_secs(
 /// Marks a connection that left its pool and only finishes queued work.
 #[derive(Debug, Clone, Copy)]
 pub struct Draining {
-    /// The registry that tracks it.
-    pub drains: NonNull<drain::Drains>,
-    /// Its manager's map, whose backlog closes it once drained.
+    /// Its manager's map: the manager's state holds the registry that
+    /// tracks it, and the backlog that closes it once drained.
     pub map: NonNull<crate::host::dict>,
     /// Its batch there.
     pub batch: BatchId,

@@ -221,10 +221,16 @@ impl Leave {
     /// members, and the last one ends it with its report); returns those
     /// still to sort, let go of.
     pub fn abandon(self, drains: &mut Drains) -> impl Iterator<Item = NonNull<MRConn>> {
+        self.seal(drains);
+        self.conns.filter_map(MRConn::unqueue)
+    }
+
+    /// No connection joins this call's batch any more: it reports once its
+    /// last member ends, now if that has happened.
+    fn seal(&self, drains: &mut Drains) {
         if let Some(report) = self.batch.and_then(|b| drains.book.seal(b, Instant::now())) {
             log_report(&report);
         }
-        self.conns.filter_map(MRConn::unqueue)
     }
 
     /// Sorts the next connection; false once every one is sorted, after
@@ -285,7 +291,6 @@ impl Leave {
         // SAFETY: leaving connections are live and owned by us alone now.
         let c = unsafe { &mut *conn.as_ptr() };
         c.draining = Some(Box::new(Draining {
-            drains: NonNull::from(&mut *drains),
             map,
             batch,
             since: self.since,
@@ -318,9 +323,7 @@ impl Leave {
                 node.as_deref().unwrap_or_default(),
             ),
         }
-        if let Some(report) = self.batch.and_then(|b| drains.book.seal(b, Instant::now())) {
-            log_report(&report);
-        }
+        self.seal(drains);
     }
 }
 
@@ -469,13 +472,11 @@ extern "C" fn on_deadline(timer: *mut uv_timer_t) {
     let Some(draining) = (unsafe { conn.as_ref() }).draining.as_deref().copied() else {
         return;
     };
-    // SAFETY: the registry outlives its draining connections, and nothing
-    // else refers to it while a timer callback runs.
-    stop_draining_by_force(
-        unsafe { &mut *draining.drains.as_ptr() },
-        conn,
-        "Drain deadline reached",
-    );
+    // SAFETY: a draining connection's map is live (Shutdown ends every
+    // drain), and nothing else refers to its state while a timer callback
+    // runs.
+    let drains = &mut unsafe { State::of(draining.map) }.drains;
+    stop_draining_by_force(drains, conn, "Drain deadline reached");
     // The registry reference has ended: the callbacks failed here may call
     // back into the manager.
     let ms = draining.deadline_ms.unwrap_or(0);
@@ -520,17 +521,18 @@ fn finish(conn: NonNull<MRConn>, outcome: DrainOutcome) {
     let Some(draining) = (unsafe { conn.as_ref() }).draining.as_deref().copied() else {
         return;
     };
-    // SAFETY: the registry outlives its draining connections (it forces
-    // them all before it goes), and these hooks run from hiredis callbacks,
-    // when no other reference to it exists.
-    finish_in(unsafe { &mut *draining.drains.as_ptr() }, conn, outcome);
+    // SAFETY: a draining connection's map is live (Shutdown ends every
+    // drain), and these hooks run from hiredis callbacks, when no other
+    // reference to its state exists.
+    let drains = &mut unsafe { State::of(draining.map) }.drains;
+    finish_in(drains, conn, outcome);
 }
 
 /// Ends the drain of `conn`: out of `drains` (its registry), timer stopped,
 /// outcome booked, and the batch's report logged when it was the last.
 ///
 /// Callers that already hold `&mut Drains` (reclaim, shutdown) pass it here:
-/// reaching the registry through the connection's pointer as well would make
+/// reaching the registry through the connection's map as well would make
 /// two live `&mut` to it, which the optimiser does exploit.
 fn finish_in(drains: &mut Drains, conn: NonNull<MRConn>, outcome: DrainOutcome) {
     // SAFETY: draining connections are live.
@@ -538,7 +540,6 @@ fn finish_in(drains: &mut Drains, conn: NonNull<MRConn>, outcome: DrainOutcome) 
     let Some(draining) = c.draining.take() else {
         return;
     };
-    debug_assert_eq!(draining.drains, NonNull::from(&mut *drains));
     c.timer.stop();
     // Out of the list in O(1): when thousands of drains end in one burst of
     // replies, a search per drain would stall the loop.
