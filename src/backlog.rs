@@ -68,7 +68,7 @@ impl Backlog {
 
     /// Queues closing `conn`, which is in no pool and has nothing pending.
     pub fn close(&mut self, map: NonNull<dict>, conn: NonNull<MRConn>) {
-        MRConn::queue_to_close(conn);
+        MRConn::hold(conn);
         self.jobs.push_back(Job::Close(conn));
         // SAFETY: a queued connection lives until the queue lets it go.
         let loop_ = unsafe { conn.as_ref() }.event_loop();

@@ -68,10 +68,8 @@ pub struct MRConn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Queued {
     No,
-    /// Out of every pool, to sort (see `drain::Leave`).
-    Leaving,
-    /// Out of every pool, to close.
-    ToClose,
+    /// Out of every pool, to sort (see `drain::Leave`) or to close.
+    Held,
     /// Torn down while queued: the job frees it.
     Freed,
 }
@@ -128,18 +126,11 @@ impl MRConn {
         conn
     }
 
-    /// Marks `conn`, just out of its pool, as held by a backlog job that
-    /// sorts it: it takes no command and never reconnects meanwhile.
-    pub fn queue_to_leave(conn: NonNull<MRConn>) {
+    /// Marks `conn`, out of every pool, as held by a backlog job that sorts
+    /// or closes it: it takes no command and never reconnects meanwhile.
+    pub fn hold(conn: NonNull<MRConn>) {
         // SAFETY: callers pass live connections, on the loop thread.
-        unsafe { (*conn.as_ptr()).queued = Queued::Leaving };
-    }
-
-    /// Marks `conn`, out of every pool, as held by a backlog job that closes
-    /// it: it takes no command and never reconnects meanwhile.
-    pub fn queue_to_close(conn: NonNull<MRConn>) {
-        // SAFETY: callers pass live connections, on the loop thread.
-        unsafe { (*conn.as_ptr()).queued = Queued::ToClose };
+        unsafe { (*conn.as_ptr()).queued = Queued::Held };
     }
 
     /// A backlog job lets go of `conn`: the connection, if the job is to act
@@ -164,7 +155,7 @@ impl MRConn {
     pub fn queued_work(conn: NonNull<MRConn>) -> bool {
         // SAFETY: a queued connection's memory lives until its job lets go.
         let c = unsafe { conn.as_ref() };
-        matches!(c.queued, Queued::Leaving | Queued::ToClose) && c.state != ConnState::Freeing
+        c.queued == Queued::Held && c.state != ConnState::Freeing
     }
 
     /// Its loop.
@@ -184,9 +175,19 @@ impl MRConn {
         self.state == ConnState::Connected && !self.is_leaving()
     }
 
+    /// Whether a pool connection may take new commands: Connected. One in a
+    /// pool is never leaving (it leaves its pool before it is marked, and a
+    /// drain ends before its connection rejoins one), so `MRConn_Get` reads
+    /// its state alone.
+    #[inline]
+    pub fn is_ready_in_pool(&self) -> bool {
+        debug_assert!(!self.is_leaving(), "a pool connection is leaving");
+        self.state == ConnState::Connected
+    }
+
     /// Whether it left its pool: draining, or queued to sort or close.
     fn is_leaving(&self) -> bool {
-        self.draining.is_some() || matches!(self.queued, Queued::Leaving | Queued::ToClose)
+        self.draining.is_some() || self.queued == Queued::Held
     }
 
     /// Its endpoint.
@@ -735,7 +736,7 @@ extern "C" fn on_timer_closed(handle: *mut uv_handle_t) {
     let conn = unsafe { (*handle).data }.cast::<MRConn>();
     // SAFETY: as above.
     let queued = unsafe { &mut (*conn).queued };
-    if matches!(*queued, Queued::Leaving | Queued::ToClose) {
+    if *queued == Queued::Held {
         // The job frees it when it comes to it.
         *queued = Queued::Freed;
         return;

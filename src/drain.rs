@@ -183,7 +183,7 @@ impl Leave {
     /// reconnects.
     fn new(conns: Vec<NonNull<MRConn>>, cause: DrainCause, node: Option<String>) -> Leave {
         for &conn in &conns {
-            MRConn::queue_to_leave(conn);
+            MRConn::hold(conn);
         }
         Leave {
             conns: conns.into_iter(),
@@ -372,8 +372,10 @@ pub fn expand(mgr: &mut MRConnManager, num: u32, loop_: NonNull<uv_loop_t>) {
     let map = mgr.map();
     let (mut pools, state) = mgr.parts();
     pools.for_each(|id, pool| {
+        // A pool with connections still to open has its fill queued already.
+        let queued = pool.to_open() > 0;
         pool.grow_to(num as usize);
-        if pool.to_open() > 0 {
+        if !queued && pool.to_open() > 0 {
             state.backlog.fill(map, loop_, id);
         }
     });

@@ -278,7 +278,7 @@ pub unsafe extern "C" fn MRConn_Get(
         return ptr::null_mut();
     };
     // SAFETY: pool connections are live.
-    pool.pick(|c| unsafe { c.as_ref() }.is_ready())
+    pool.pick(|c| unsafe { c.as_ref() }.is_ready_in_pool())
         .map_or(ptr::null_mut(), NonNull::as_ptr)
 }
 

@@ -222,7 +222,11 @@ impl MRConnManager {
             );
         }
         let pool = NodePool::new(ep, loop_, node_conns);
-        state.backlog.fill(map, loop_, id);
+        // An old pool with connections still to open has its fill queued
+        // already, which serves the new one (a fill names the node).
+        if pool.to_open() > 0 && old.as_ref().is_none_or(|o| o.to_open() == 0) {
+            state.backlog.fill(map, loop_, id);
+        }
         let Some(old) = old else {
             // SAFETY: `map` is live; the dict copies `id` and owns the pool from now on.
             unsafe {
