@@ -7,7 +7,7 @@ use std::fmt;
 use std::ptr::{self, NonNull};
 use std::time::Instant;
 
-use mrconn_core::{BatchId, ConnState, Event, next_state};
+use mrconn_core::{BatchId, ConnState, Event, next_state, throttle};
 
 use crate::event_loop::{self, Timer};
 use crate::host::{self, Gil, Level, MRCommand, MREndpoint, hlog};
@@ -412,11 +412,7 @@ impl MRConn {
     fn warn_link(conn: NonNull<MRConn>, what: fmt::Arguments<'_>) {
         // SAFETY: callers pass live connections, on the loop thread.
         let c = unsafe { &mut *conn.as_ptr() };
-        let now = Instant::now();
-        if c.warned_at
-            .is_none_or(|at| now.duration_since(at) >= LINK_WARNING_PERIOD)
-        {
-            c.warned_at = Some(now);
+        if throttle::due(&mut c.warned_at, Instant::now(), LINK_WARNING_PERIOD) {
             hlog!(Level::Warning, "{} {what}", Tag(conn));
         }
     }

@@ -93,11 +93,7 @@ impl Throttle {
     /// Whether an event at `now` goes through (and then counts as the last).
     fn due(&self, now: Instant) -> bool {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        let due = last.is_none_or(|at| now.saturating_duration_since(at) >= self.period);
-        if due {
-            *last = Some(now);
-        }
-        due
+        mrconn_core::throttle::due(&mut last, now, self.period)
     }
 }
 

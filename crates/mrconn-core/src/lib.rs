@@ -6,6 +6,7 @@
 pub mod drain;
 pub mod pool;
 pub mod state;
+pub mod throttle;
 
 pub use drain::{BatchId, BatchReport, DrainBook, DrainCause, DrainOutcome, DrainStats};
 pub use pool::Pool;
