@@ -325,6 +325,7 @@ fn main() {
             "REDIS_DISCONNECTING",
             "REDIS_IN_CALLBACK",
             "REDIS_SUBSCRIBED",
+            "REDIS_NO_AUTO_FREE_REPLIES",
         ],
     );
     bind(

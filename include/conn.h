@@ -54,7 +54,7 @@ typedef enum {
 // The connection manager of one IO runtime. Layout is ABI (`conn.h`):
 // callers embed it by value, read `nodeConns` and walk `map`.
 typedef struct {
-  // Node id → pool.
+  // Node id → pool; NULL before Init and after Shutdown.
   dict *map;
   // Connections per node.
   int nodeConns;

@@ -18,8 +18,13 @@ const HOST_ALIGN: usize = 8;
 
 struct HostAlloc;
 
-// Larger alignments put the host block's start just before the aligned pointer.
-fn over_aligned(layout: Layout, raw: *mut u8) -> *mut u8 {
+/// Aligns a host block for `layout`, storing the block's start just before
+/// the aligned pointer (for `dealloc`).
+///
+/// # Safety
+/// 1. `raw` is NULL or a host block of `layout.size() + layout.align()`
+///    bytes, and `layout.align()` is above [`HOST_ALIGN`].
+unsafe fn over_aligned(layout: Layout, raw: *mut u8) -> *mut u8 {
     if raw.is_null() {
         return raw;
     }
@@ -28,7 +33,7 @@ fn over_aligned(layout: Layout, raw: *mut u8) -> *mut u8 {
     // `offset` is a multiple of HOST_ALIGN (8), so at least 8 bytes precede
     // `aligned` inside the block: a pointer-sized, pointer-aligned slot.
     let slot = aligned.cast::<*mut u8>().wrapping_sub(1);
-    // SAFETY: `slot` is inside the block and aligned.
+    // SAFETY: 1.: `slot` is inside the block and aligned.
     unsafe { slot.write(raw) };
     aligned
 }
@@ -47,7 +52,8 @@ unsafe impl GlobalAlloc for HostAlloc {
         }
         // SAFETY: as above.
         let raw = unsafe { alloc(layout.size() + layout.align()) }.cast();
-        over_aligned(layout, raw)
+        // SAFETY: `raw` is such a block, or NULL.
+        unsafe { over_aligned(layout, raw) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {

@@ -1,178 +1,238 @@
 //! One connection to a shard and its life on hiredis: connect, TLS, `AUTH`,
 //! back-off and retry, teardown. The transitions themselves are
 //! [`mrconn_core::next_state`]; this module performs what each state means.
+//!
+//! A connection knows nothing of pools or drains. Out of its pool it is
+//! *leaving*; while it drains it reports what happens to it (a read, a lost
+//! link, its deadline) to its owner through the one hook the manager
+//! installs ([`Owner`]).
+//!
+//! Every use goes through [`ConnRef`], whose only constructor is `unsafe`
+//! and states the invariant once; a connection's mutable parts are `Cell`s,
+//! so no `&mut MRConn` ever exists beside another reference to it.
 
+use std::cell::Cell;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::fmt;
 use std::ptr::{self, NonNull};
 use std::time::Instant;
 
-use mrconn_core::{BatchId, ConnState, Event, next_state, throttle};
+use mrconn_core::{ConnState, Event, next_state, throttle};
 
 use crate::event_loop::{self, Timer};
-use crate::host::{self, Gil, Level, MRCommand, MREndpoint, hlog};
+use crate::host::{self, Endpoint, Gil, Level, MRCommand, hlog};
+use crate::sys::errstr;
 use crate::sys::glue::{mrconn_reply_error, mrconn_send_formatted};
 use crate::sys::hiredis::{
     REDIS_CONN_TCP, REDIS_ERR, REDIS_OK, REDIS_OPT_NOAUTOFREEREPLIES, redisAsyncCommandArgv,
     redisAsyncConnectWithOptions, redisAsyncContext, redisAsyncFree, redisAsyncSetConnectCallback,
-    redisAsyncSetDisconnectCallback, redisCallbackFn, redisContext, redisFormatSdsCommandArgv,
-    redisOptions,
+    redisAsyncSetDisconnectCallback, redisCallbackFn, redisFormatSdsCommandArgv, redisOptions,
 };
-use crate::sys::uv::{uv_handle_t, uv_loop_t, uv_timer_t};
-use crate::{drain, pending, tls};
+use crate::sys::uv::{uv_loop_t, uv_timer_t};
+use crate::{pending, reentry, tls};
 
 const RECONNECT_MS: u64 = 250;
 const REAUTH_MS: u64 = 1000;
 const INTERNAL_AUTH_USER: &[u8] = b"internal connection";
 const LINK_WARNING_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Marks a connection that left its pool and only finishes queued work.
-#[derive(Debug, Clone, Copy)]
-pub struct Draining {
-    /// Its manager's map: the manager's state holds the registry that
-    /// tracks it, and the backlog that closes it once drained.
-    pub map: NonNull<crate::host::dict>,
-    /// Its batch there.
-    pub batch: BatchId,
-    /// When it started draining.
-    pub since: Instant,
-    /// Callbacks pending as of the last read.
-    pub pending: u64,
-    /// Its deadline, if it has one.
-    pub deadline_ms: Option<u32>,
-    /// Its place in the registry's list of its endpoint, for an O(1) removal.
-    pub slot: usize,
+/// What a draining connection tells its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    /// hiredis handled a read: replies may have reached their callbacks.
+    Read,
+    /// The link broke and the connection is being freed; hiredis has failed
+    /// (or is about to fail) the pending callbacks with NULL.
+    LinkLost,
+    /// The deadline started with [`ConnRef::start_draining`] passed.
+    Deadline,
+}
+
+/// Where a connection reports while it drains: the manager's hook and its
+/// data.
+#[derive(Clone, Copy)]
+pub struct Owner {
+    hook: unsafe fn(NonNull<c_void>, ConnRef, Report),
+    data: NonNull<c_void>,
+}
+
+impl Owner {
+    /// An owner that gets `hook(data, conn, report)`.
+    ///
+    /// # Safety
+    /// 1. `hook` may be called with `data` on the loop thread whenever one of
+    ///    the connections opened with this owner drains, with no borrow of
+    ///    the manager's state live.
+    pub unsafe fn new(
+        hook: unsafe fn(NonNull<c_void>, ConnRef, Report),
+        data: NonNull<c_void>,
+    ) -> Owner {
+        Owner { hook, data }
+    }
+}
+
+/// Where a connection stands with respect to its pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// In a pool (or being put in one): takes commands when Connected.
+    Pool,
+    /// Out of its pool, about to be held or released.
+    Leaving,
+    /// Out of its pool, held by a [`Held`] (a backlog job that sorts or
+    /// closes it).
+    Held,
+    /// Torn down while held: the [`Held`] frees it.
+    HeldFreed,
+    /// Out of its pool, finishing the commands queued on it.
+    Draining,
 }
 
 /// A connection: `MRConn` to C, which only ever holds pointers to it.
 pub struct MRConn {
-    ac: Option<NonNull<redisAsyncContext>>,
-    state: ConnState,
+    ac: Cell<Option<NonNull<redisAsyncContext>>>,
+    state: Cell<ConnState>,
     /// The RESP version last requested with `HELLO` (0: none yet).
-    protocol: u8,
-    /// Set while draining.
-    pub(crate) draining: Option<Box<Draining>>,
-    ep: MREndpoint,
+    protocol: Cell<u8>,
+    role: Cell<Role>,
+    ep: Endpoint,
     loop_: NonNull<uv_loop_t>,
-    /// Back-off while Reconnecting/ReAuth, drain deadline while draining.
-    pub(crate) timer: Timer,
+    /// Back-off while Reconnecting/ReAuth, the deadline while draining.
+    timer: Timer,
     /// When a warning of mrconn's own about the link (conn.c logs none
     /// there) was last logged.
-    warned_at: Option<Instant>,
-    /// Whether a backlog job holds this connection.
-    queued: Queued,
+    warned_at: Cell<Option<Instant>>,
+    owner: Owner,
 }
 
-/// Who frees a connection that a backlog job holds: its memory goes when
-/// both the job and the timer's close callback are done with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Queued {
-    No,
-    /// Out of every pool, to sort (see `drain::Leave`) or to close.
-    Held,
-    /// Torn down while queued: the job frees it.
-    Freed,
+/// A live connection, used on its loop thread.
+///
+/// Copies are held by its pool, the drain registry and backlog jobs; each
+/// lets go before the connection's memory goes (at the earliest in the loop
+/// iteration after [`ConnRef::release`], or with the [`Held`] that holds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnRef(NonNull<MRConn>);
+
+impl ConnRef {
+    /// A handle to `conn`.
+    ///
+    /// # Safety
+    /// 1. `conn` points to a connection made by [`MRConn::open`] whose memory
+    ///    has not gone yet, and the result, and its copies, are used only on
+    ///    its loop thread and only until then.
+    #[inline(always)]
+    pub unsafe fn new(conn: NonNull<MRConn>) -> ConnRef {
+        ConnRef(conn)
+    }
+
+    /// The pointer C holds.
+    #[inline(always)]
+    pub fn as_ptr(self) -> *mut MRConn {
+        self.0.as_ptr()
+    }
+}
+
+impl std::ops::Deref for ConnRef {
+    type Target = MRConn;
+    #[inline(always)]
+    fn deref(&self) -> &MRConn {
+        // SAFETY: `new`'s contract 1.; shared references only (the mutable
+        // parts are Cells).
+        unsafe { self.0.as_ref() }
+    }
+}
+
+/// A backlog job's hold on a connection out of every pool: it takes no
+/// command and never reconnects meanwhile, and its memory stays until the
+/// hold is let go. At most one exists per connection.
+#[must_use = "a held connection is freed only through its hold"]
+pub struct Held(ConnRef);
+
+impl Held {
+    /// Whether there is still work to do on it: not torn down meanwhile.
+    pub fn is_live(&self) -> bool {
+        self.0.role.get() == Role::Held && self.0.state.get() != ConnState::Freeing
+    }
+
+    /// Its loop.
+    pub fn event_loop(&self) -> NonNull<uv_loop_t> {
+        self.0.loop_
+    }
+
+    /// Lets go: the connection, leaving, if there is work to do on it;
+    /// `None` if it was torn down meanwhile (and is freed now, or by its
+    /// timer's close callback).
+    pub fn let_go(self) -> Option<ConnRef> {
+        let conn = self.0;
+        match conn.role.replace(Role::Leaving) {
+            Role::HeldFreed => {
+                // SAFETY: from Box::into_raw in `open`; its timer has closed,
+                // and this hold was the last reference to it.
+                drop(unsafe { Box::from_raw(conn.as_ptr()) });
+                None
+            }
+            _ if conn.state.get() == ConnState::Freeing => None,
+            _ => Some(conn),
+        }
+    }
 }
 
 /// Shorthand for the `[ptr host:port State]` prefix of every log line.
-pub struct Tag(pub NonNull<MRConn>);
+pub struct Tag<'a>(pub &'a MRConn);
 
-impl fmt::Display for Tag {
+impl fmt::Display for Tag<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // SAFETY: a Tag is built from a live connection and used at once.
-        let c = unsafe { self.0.as_ref() };
+        let c = self.0;
         write!(
             f,
             "[{:p} {}:{} {}]",
-            self.0.as_ptr(),
+            ptr::from_ref(c),
             c.host(),
-            c.ep.port,
-            c.state.as_str()
+            c.port(),
+            c.state.get().as_str()
         )
     }
 }
 
 impl MRConn {
-    /// A new connection to `ep` on `loop_`, already connecting.
+    /// A new connection to `ep` on `loop_`, in a pool, already connecting.
     ///
     /// # Safety
-    /// 1. `ep` is a valid endpoint (its strings NUL-terminated or NULL).
-    /// 2. `loop_` is live; this runs on its thread or before it runs.
-    pub unsafe fn open(ep: &MREndpoint, loop_: NonNull<uv_loop_t>) -> NonNull<MRConn> {
-        let conn = Box::into_raw(Box::new(MRConn {
-            ac: None,
-            state: ConnState::Connecting,
-            protocol: 0,
-            draining: None,
-            ep: MREndpoint::empty(),
+    /// 1. `loop_` is live; this runs on its thread or before it runs.
+    pub unsafe fn open(ep: &Endpoint, loop_: NonNull<uv_loop_t>, owner: Owner) -> ConnRef {
+        // SAFETY: 1.; the owner is set below, before the timer can run.
+        let timer = unsafe { Timer::new(loop_, ptr::null_mut()) };
+        let conn = NonNull::from(Box::leak(Box::new(MRConn {
+            ac: Cell::new(None),
+            state: Cell::new(ConnState::Connecting),
+            protocol: Cell::new(0),
+            role: Cell::new(Role::Pool),
+            ep: ep.clone(),
             loop_,
-            timer: Timer::new(),
-            warned_at: None,
-            queued: Queued::No,
-        }));
-        // SAFETY: `conn` is a fresh, valid allocation.
-        let c = unsafe { &mut *conn };
-        // SAFETY: 1.; the copy's strings are owned by `c` and freed in `free`.
-        unsafe { host::MREndpoint_Copy(&mut c.ep, ep) };
-        // SAFETY: the timer lives inside the boxed connection, freed only by
-        // its own close callback; 2.
-        unsafe { Timer::init(&raw mut c.timer, loop_, conn.cast()) };
-        // The pointer from Box::into_raw is the one every user of the
-        // connection derives from.
-        // SAFETY: Box::into_raw never returns NULL.
-        let conn = unsafe { NonNull::new_unchecked(conn) };
+            timer,
+            warned_at: Cell::new(None),
+            owner,
+        })));
+        // SAFETY: a fresh connection, freed only through its timer's close
+        // callback or its hold, on this thread.
+        let conn = unsafe { ConnRef::new(conn) };
+        // SAFETY: the timer's callbacks below read their connection, which
+        // outlives the timer (freed after its close callback at the earliest).
+        unsafe { conn.timer.set_owner(conn.as_ptr().cast()) };
         log_switch(conn, ConnState::Connecting);
         start_connect(conn);
         conn
     }
 
-    /// Marks `conn`, out of every pool, as held by a backlog job that sorts
-    /// or closes it: it takes no command and never reconnects meanwhile.
-    pub fn hold(conn: NonNull<MRConn>) {
-        // SAFETY: callers pass live connections, on the loop thread.
-        unsafe { (*conn.as_ptr()).queued = Queued::Held };
-    }
-
-    /// A backlog job lets go of `conn`: the connection, if the job is to act
-    /// on it; `None` if it was torn down meanwhile (and is freed now, or by
-    /// its timer's close callback).
-    pub fn unqueue(conn: NonNull<MRConn>) -> Option<NonNull<MRConn>> {
-        // SAFETY: a queued connection's memory lives until its job lets go.
-        let c = unsafe { &mut *conn.as_ptr() };
-        match std::mem::replace(&mut c.queued, Queued::No) {
-            Queued::Freed => {
-                // SAFETY: from Box::into_raw in `new`; its timer has closed
-                // and nothing else refers to it.
-                drop(unsafe { Box::from_raw(conn.as_ptr()) });
-                None
-            }
-            _ if c.state == ConnState::Freeing => None,
-            _ => Some(conn),
-        }
-    }
-
-    /// Whether a backlog job holding it still has work to do on it.
-    pub fn queued_work(conn: NonNull<MRConn>) -> bool {
-        // SAFETY: a queued connection's memory lives until its job lets go.
-        let c = unsafe { conn.as_ref() };
-        c.queued == Queued::Held && c.state != ConnState::Freeing
-    }
-
-    /// Its loop.
-    pub fn event_loop(&self) -> NonNull<uv_loop_t> {
-        self.loop_
-    }
-
     /// Its state.
     #[inline]
     pub fn state(&self) -> ConnState {
-        self.state
+        self.state.get()
     }
 
     /// Whether new commands may go to it: Connected, and not leaving.
     #[inline]
     pub fn is_ready(&self) -> bool {
-        self.state == ConnState::Connected && !self.is_leaving()
+        self.state.get() == ConnState::Connected && !self.is_leaving()
     }
 
     /// Whether a pool connection may take new commands: Connected. One in a
@@ -182,16 +242,22 @@ impl MRConn {
     #[inline]
     pub fn is_ready_in_pool(&self) -> bool {
         debug_assert!(!self.is_leaving(), "a pool connection is leaving");
-        self.state == ConnState::Connected
+        self.state.get() == ConnState::Connected
     }
 
-    /// Whether it left its pool: draining, or queued to sort or close.
+    /// Whether it left its pool: draining, held, or about to be.
+    #[inline]
     fn is_leaving(&self) -> bool {
-        self.draining.is_some() || self.queued == Queued::Held
+        self.role.get() != Role::Pool
+    }
+
+    /// Whether it drains.
+    pub fn is_draining(&self) -> bool {
+        self.role.get() == Role::Draining
     }
 
     /// Its endpoint.
-    pub fn endpoint(&self) -> &MREndpoint {
+    pub fn endpoint(&self) -> &Endpoint {
         &self.ep
     }
 
@@ -202,17 +268,23 @@ impl MRConn {
 
     /// Its port.
     pub fn port(&self) -> c_int {
-        self.ep.port
+        self.ep.port()
     }
 
     /// Its hiredis context, while it has one.
     pub fn context(&self) -> Option<NonNull<redisAsyncContext>> {
-        self.ac
+        self.ac.get()
     }
 
     /// Queues `cmd` with `callback`: `MRConn_SendCommand`.
-    pub fn send(
-        &mut self,
+    ///
+    /// # Safety
+    /// 1. `cmd` is a valid command: `strs`/`lens` hold `num` arguments (or
+    ///    are NULL), and `cmd` is NULL or an sds that a send stored there.
+    /// 2. `callback`, if set, may be called once with `privdata`.
+    #[inline]
+    pub unsafe fn send(
+        &self,
         cmd: &mut MRCommand,
         callback: redisCallbackFn,
         privdata: *mut c_void,
@@ -221,23 +293,30 @@ impl MRConn {
             self.refuse_send();
             return REDIS_ERR;
         }
-        if cmd.cmd.is_null() || (cmd.protocol != 0 && cmd.protocol != self.protocol) {
-            return self.prepare_and_send(cmd, callback, privdata);
+        if cmd.cmd.is_null() || (cmd.protocol != 0 && cmd.protocol != self.protocol.get()) {
+            // SAFETY: 1. and 2.
+            return unsafe { self.prepare_and_send(cmd, callback, privdata) };
         }
-        self.hand_to_hiredis(cmd, callback, privdata)
+        // SAFETY: 1.: `cmd.cmd` is a formatted sds; 2.
+        unsafe { self.hand_to_hiredis(cmd, callback, privdata) }
     }
 
     /// Hands the formatted `cmd` to hiredis, which copies it.
+    ///
+    /// # Safety
+    /// 1. `cmd.cmd` is an sds of a formatted command.
+    /// 2. `callback`, if set, may be called once with `privdata`.
     #[inline(always)]
-    fn hand_to_hiredis(
+    unsafe fn hand_to_hiredis(
         &self,
         cmd: &MRCommand,
         callback: redisCallbackFn,
         privdata: *mut c_void,
     ) -> c_int {
-        let Some(ac) = self.ac else { return REDIS_ERR };
-        // SAFETY: `ac` is this connection's live context; `cmd.cmd` is a
-        // valid sds (formatted by this or an earlier send).
+        let Some(ac) = self.ac.get() else {
+            return REDIS_ERR;
+        };
+        // SAFETY: `ac` is this connection's live context; 1. and 2.
         unsafe { mrconn_send_formatted(ac.as_ptr(), callback, privdata, cmd.cmd) }
     }
 
@@ -245,27 +324,32 @@ impl MRConn {
     // same protocol (RediSearch's fan-out) never needs.
 
     /// `send` of a command not formatted yet, or on another protocol.
+    ///
+    /// # Safety
+    /// As [`MRConn::send`].
     #[inline(never)]
-    fn prepare_and_send(
-        &mut self,
+    unsafe fn prepare_and_send(
+        &self,
         cmd: &mut MRCommand,
         callback: redisCallbackFn,
         privdata: *mut c_void,
     ) -> c_int {
-        if cmd.cmd.is_null() && !self.format(cmd) {
+        // SAFETY: `send`'s contract 1.
+        if cmd.cmd.is_null() && !unsafe { self.format(cmd) } {
             return REDIS_ERR;
         }
         let wanted = cmd.protocol;
-        if wanted != 0 && wanted != self.protocol && !self.switch_protocol(wanted) {
+        if wanted != 0 && wanted != self.protocol.get() && !self.switch_protocol(wanted) {
             return REDIS_ERR;
         }
-        self.hand_to_hiredis(cmd, callback, privdata)
+        // SAFETY: `cmd.cmd` is formatted now; `send`'s contract 2.
+        unsafe { self.hand_to_hiredis(cmd, callback, privdata) }
     }
 
     #[cold]
     #[inline(never)]
     fn refuse_send(&self) {
-        let tag = Tag(NonNull::from(self));
+        let tag = Tag(self);
         if self.is_leaving() {
             hlog!(
                 Level::Warning,
@@ -275,14 +359,17 @@ impl MRConn {
             hlog!(
                 Level::Warning,
                 "{tag} Tried to send command to node in state {}",
-                self.state.as_str()
+                self.state.get().as_str()
             );
         }
     }
 
     /// Formats `cmd` into `cmd.cmd`; false (logged) when it cannot.
-    fn format(&self, cmd: &mut MRCommand) -> bool {
-        let tag = Tag(NonNull::from(self));
+    ///
+    /// # Safety
+    /// 1. `strs`/`lens` hold `num` arguments, or are NULL.
+    unsafe fn format(&self, cmd: &mut MRCommand) -> bool {
+        let tag = Tag(self);
         if cmd.num == 0 || cmd.strs.is_null() || cmd.lens.is_null() {
             hlog!(
                 Level::Warning,
@@ -290,8 +377,7 @@ impl MRConn {
             );
             return false;
         }
-        // SAFETY: `strs`/`lens` hold `num` arguments (the caller's
-        // MRCommand invariant); hiredis stores a new sds in `cmd.cmd`.
+        // SAFETY: 1.; hiredis stores a new sds in `cmd.cmd`.
         let rc = unsafe {
             redisFormatSdsCommandArgv(&mut cmd.cmd, cmd.num as c_int, cmd.strs.cast(), cmd.lens)
         };
@@ -303,8 +389,10 @@ impl MRConn {
     }
 
     /// Queues `HELLO <wanted>`; false (logged) when it cannot.
-    fn switch_protocol(&mut self, wanted: u8) -> bool {
-        let Some(ac) = self.ac else { return false };
+    fn switch_protocol(&self, wanted: u8) -> bool {
+        let Some(ac) = self.ac.get() else {
+            return false;
+        };
         let arg: &[u8] = match wanted {
             2 => b"2",
             3 => b"3",
@@ -312,45 +400,126 @@ impl MRConn {
                 hlog!(
                     Level::Warning,
                     "{} Unsupported protocol {wanted} in command",
-                    Tag(NonNull::from(&*self))
+                    Tag(self)
                 );
                 return false;
             }
         };
-        if command(ac, None, ptr::null_mut(), &[b"HELLO", arg]) != REDIS_OK as c_int {
+        // SAFETY: `ac` is this connection's live context.
+        if unsafe { command(ac, None, ptr::null_mut(), &[b"HELLO", arg]) } != REDIS_OK as c_int {
             return false;
         }
-        self.protocol = wanted;
+        self.protocol.set(wanted);
         true
     }
 
-    fn switch(conn: NonNull<MRConn>, event: Event) {
-        // Only a release frees a connection with callbacks pending; this
-        // text never reaches one.
-        MRConn::transition(conn, event, "connection closed");
+    /// Severs the link to a context that failed (the link broke, or never
+    /// came up) and frees it: as in hiredis and conn.c, whatever was pending
+    /// gets NULL, the shard being gone.
+    fn detach(&self) {
+        self.protocol.set(0);
+        if let Some(ac) = self.ac.take() {
+            // SAFETY: the live context just taken from its connection.
+            unsafe { free_context(ac, None) };
+        }
     }
 
-    /// Moves `conn` on `event`; if that frees it, `why` ends the error reply
-    /// of every callback still pending.
-    fn transition(conn: NonNull<MRConn>, event: Event, why: &str) {
-        // SAFETY: callers pass live connections, on the loop thread.
-        let c = unsafe { &mut *conn.as_ptr() };
-        if c.state == ConnState::Freeing {
+    /// Logs one of mrconn's own warnings about the link, at most once a
+    /// minute per connection: conn.c is silent there, and a connection that
+    /// keeps failing retries every 250 ms (and one whose TLS handshake is
+    /// rejected reaches Connected on every attempt).
+    fn warn_link(&self, what: fmt::Arguments<'_>) {
+        let mut last = self.warned_at.get();
+        if throttle::due(&mut last, Instant::now(), LINK_WARNING_PERIOD) {
+            hlog!(Level::Warning, "{} {what}", Tag(self));
+        }
+        self.warned_at.set(last);
+    }
+
+    /// Reports `what` to its owner, if it drains.
+    fn report(conn: ConnRef, what: Report) {
+        if conn.is_draining() {
+            let Owner { hook, data } = conn.owner;
+            // SAFETY: `Owner::new`'s contract 1.: it drains, and no borrow of
+            // the manager's state is live in the hooks and callbacks that
+            // report.
+            unsafe { hook(data, conn, what) };
+        }
+    }
+}
+
+impl ConnRef {
+    /// Marks it held, out of every pool: `None` (a bug, asserted) if it is
+    /// held already or drains.
+    pub fn hold(self) -> Option<Held> {
+        match self.role.get() {
+            Role::Pool | Role::Leaving => {
+                self.role.set(Role::Held);
+                Some(Held(self))
+            }
+            role => {
+                debug_assert!(false, "held a connection that is {role:?}");
+                None
+            }
+        }
+    }
+
+    /// Starts draining it, out of every pool; with `deadline_ms`, it
+    /// reports [`Report::Deadline`] that many milliseconds from now.
+    pub fn start_draining(self, deadline_ms: Option<u64>) {
+        debug_assert_eq!(self.role.get(), Role::Leaving);
+        self.role.set(Role::Draining);
+        if let Some(ms) = deadline_ms {
+            self.timer.start_from_now(ms, on_deadline_timer);
+        }
+    }
+
+    /// Ends its drain: it is leaving, with no deadline.
+    pub fn stop_draining(self) {
+        debug_assert_eq!(self.role.get(), Role::Draining);
+        self.role.set(Role::Leaving);
+        self.timer.stop();
+    }
+
+    /// Puts a leaving connection back in a pool.
+    pub fn rejoin(self) {
+        debug_assert_eq!(self.role.get(), Role::Leaving);
+        self.role.set(Role::Pool);
+    }
+
+    /// Moves it on `event`; if that frees it, `why` ends the error reply of
+    /// every callback still pending.
+    fn transition(self, event: Event, why: &str) {
+        if self.state.get() == ConnState::Freeing {
             return;
         }
-        let to = next_state(c.state, event, c.is_leaving());
-        log_switch(conn, to);
-        c.state = to;
+        let to = next_state(self.state.get(), event, self.is_leaving());
+        log_switch(self, to);
+        self.state.set(to);
         match to {
             ConnState::Reconnecting => {
-                c.detach();
-                c.timer.start(RECONNECT_MS, on_reconnect_timer);
+                self.detach();
+                self.timer.start(RECONNECT_MS, on_reconnect_timer);
             }
-            ConnState::ReAuth => c.timer.start(REAUTH_MS, on_reauth_timer),
-            ConnState::Authenticating => send_auth(conn),
+            ConnState::ReAuth => self.timer.start(REAUTH_MS, on_reauth_timer),
+            ConnState::Authenticating => send_auth(self),
             ConnState::Connecting | ConnState::Connected => {}
-            ConnState::Freeing => MRConn::teardown(conn, why),
+            ConnState::Freeing => self.teardown(why),
         }
+    }
+
+    fn switch(self, event: Event) {
+        // Only a release frees a connection with callbacks pending; this
+        // text never reaches one.
+        self.transition(event, "connection closed");
+    }
+
+    /// Tears the connection down (`Freeing`): its hiredis context is freed
+    /// at once, and every callback still pending gets an error reply ending
+    /// in `why` ("ERR connection to host:port closed: <why>"), inside this
+    /// call.
+    pub fn release(self, why: &str) {
+        self.transition(Event::Released, why);
     }
 
     /// Frees a connection now in `Freeing`. Upstream asks hiredis to
@@ -361,77 +530,28 @@ impl MRConn {
     /// (deadline, Shutdown), and then every callback still pending gets an
     /// error reply naming `why`, which RediSearch shows the client. A NULL
     /// reply would read as "shard gone" and silently shrink the result.
-    fn teardown(conn: NonNull<MRConn>, why: &str) {
-        // SAFETY: callers pass live connections, on the loop thread.
-        let c = unsafe { &mut *conn.as_ptr() };
-        if c.draining.is_some() {
-            // Only a broken link frees a draining connection before its
-            // drain ends; end it here, so none outlives its connection.
-            drain::on_link_lost(conn);
-        }
-        // SAFETY: as above; `on_link_lost` holds no reference to it.
-        let c = unsafe { &mut *conn.as_ptr() };
-        c.protocol = 0;
-        let ac = c.ac.take();
-        if let Some(ac) = ac {
-            // SAFETY: `ac` is this connection's live context.
-            let text = (unsafe { pending::callbacks(ac) } > 0)
-                .then(|| format!("ERR connection to {}:{} closed: {why}", c.host(), c.port()));
-            // User callbacks run in here and may call back with this
-            // connection (it refuses them: Freeing), so no reference to it
-            // is held across.
-            free_context(ac, text.as_deref());
-        }
-        // SAFETY: the connection lives until its timer's close callback; the
-        // borrows above have ended.
-        unsafe { &mut *conn.as_ptr() }.free();
-    }
-
-    /// Tears the connection down (`Freeing`): its hiredis context is freed
-    /// at once, and every callback still pending gets an error reply ending
-    /// in `why` ("ERR connection to host:port closed: <why>"), inside this
-    /// call.
-    pub fn release(conn: NonNull<MRConn>, why: &str) {
-        MRConn::transition(conn, Event::Released, why);
-    }
-
-    /// Severs the link to a context that failed (the link broke, or never
-    /// came up) and frees it: as in hiredis and conn.c, whatever was pending
-    /// gets NULL, the shard being gone.
-    fn detach(&mut self) {
-        self.protocol = 0;
+    fn teardown(self, why: &str) {
+        // Only a broken link frees a draining connection before its drain
+        // ends; the owner ends it here, so none outlives its connection.
+        MRConn::report(self, Report::LinkLost);
+        self.protocol.set(0);
         if let Some(ac) = self.ac.take() {
-            free_context(ac, None);
+            // SAFETY: the live context just taken from its connection.
+            let text = (unsafe { pending::callbacks(ac) } > 0).then(|| {
+                format!(
+                    "ERR connection to {}:{} closed: {why}",
+                    self.host(),
+                    self.port()
+                )
+            });
+            // User callbacks run in here and may call back with this
+            // connection (it refuses them: Freeing).
+            // SAFETY: as above.
+            unsafe { free_context(ac, text.as_deref()) };
         }
-    }
-
-    /// Logs one of mrconn's own warnings about the link, at most once a
-    /// minute per connection: conn.c is silent there, and a connection that
-    /// keeps failing retries every 250 ms (and one whose TLS handshake is
-    /// rejected reaches Connected on every attempt).
-    fn warn_link(conn: NonNull<MRConn>, what: fmt::Arguments<'_>) {
-        // SAFETY: callers pass live connections, on the loop thread.
-        let c = unsafe { &mut *conn.as_ptr() };
-        if throttle::due(&mut c.warned_at, Instant::now(), LINK_WARNING_PERIOD) {
-            hlog!(Level::Warning, "{} {what}", Tag(conn));
-        }
-    }
-
-    /// Closes the timer; the memory (and the endpoint with it) goes in the
-    /// timer's close callback, or with the backlog job that holds it.
-    fn free(&mut self) {
+        // The memory (and the endpoint with it) goes in the timer's close
+        // callback, or with the hold that holds it.
         self.timer.close(on_timer_closed);
-    }
-}
-
-impl Drop for MRConn {
-    /// The endpoint lives as long as the connection: a closing one is still
-    /// named in log lines, e.g. when a stale pointer to it is sent to within
-    /// the loop pass that closed it (the host's free may not clear it).
-    fn drop(&mut self) {
-        // SAFETY: `ep` was filled by MREndpoint_Copy in `new` and is freed
-        // once, here.
-        unsafe { host::MREndpoint_Free(&mut self.ep) };
     }
 }
 
@@ -440,30 +560,28 @@ impl Drop for MRConn {
 /// error reply of that text; hiredis then fails nothing. Without, hiredis
 /// gives them NULL. From inside one of the context's own callbacks hiredis
 /// defers the free until that callback returns.
-fn free_context(ac: NonNull<redisAsyncContext>, error: Option<&str>) {
-    // SAFETY: callers pass a live context they just took from its connection.
+///
+/// # Safety
+/// 1. `ac` is a live context just taken from its connection, on its loop
+///    thread.
+unsafe fn free_context(ac: NonNull<redisAsyncContext>, error: Option<&str>) {
+    // User callbacks run below.
+    reentry::check("a user callback");
+    // SAFETY: 1.
     unsafe { (*ac.as_ptr()).data = ptr::null_mut() };
     if let Some(text) = error {
-        // SAFETY: as above; it is freed right below.
+        // SAFETY: 1.; unowned now, and freed right below.
         unsafe { pending::fail_all(ac, text) };
     }
-    // SAFETY: as above; nothing of ours refers to it any more.
+    // SAFETY: 1.; nothing of ours refers to it any more.
     unsafe { redisAsyncFree(ac.as_ptr()) };
 }
 
-/// A hiredis context's error text.
-pub fn errstr(c: &redisContext) -> String {
-    // SAFETY: `errstr` is a NUL-terminated array (hiredis keeps it so).
-    unsafe { CStr::from_ptr(c.errstr.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn log_switch(conn: NonNull<MRConn>, to: ConnState) {
+fn log_switch(conn: ConnRef, to: ConnState) {
     hlog!(
         Level::Debug,
         "{} Switching state to {}",
-        Tag(conn),
+        Tag(&conn),
         to.as_str()
     );
 }
@@ -471,14 +589,32 @@ fn log_switch(conn: NonNull<MRConn>, to: ConnState) {
 /// The connection behind a hiredis context, if it still has one.
 ///
 /// # Safety
-/// `ac` is a live context created by this module.
-unsafe fn owner(ac: *const redisAsyncContext) -> Option<NonNull<MRConn>> {
-    // SAFETY: caller's guarantee.
-    NonNull::new(unsafe { (*ac).data }.cast::<MRConn>())
+/// 1. `ac` is a live context created by this module, on its loop thread.
+unsafe fn conn_of(ac: *const redisAsyncContext) -> Option<ConnRef> {
+    // SAFETY: 1.
+    let data = unsafe { (*ac).data };
+    // SAFETY: a context's `data` is its connection, live while it owns the
+    // context (cleared before the connection lets go of it).
+    NonNull::new(data.cast::<MRConn>()).map(|c| unsafe { ConnRef::new(c) })
+}
+
+/// The connection a connection timer's callback runs for.
+///
+/// # Safety
+/// 1. `timer` is the timer of a connection, passed to its callback.
+unsafe fn conn_of_timer(timer: *mut uv_timer_t) -> Option<ConnRef> {
+    // SAFETY: 1.
+    let owner = unsafe { Timer::owner(timer) };
+    // SAFETY: a connection's timer carries it, live until after the timer's
+    // close callback (no timer callback runs after that).
+    NonNull::new(owner.cast::<MRConn>()).map(|c| unsafe { ConnRef::new(c) })
 }
 
 /// Queues a command given as arguments.
-fn command(
+///
+/// # Safety
+/// 1. `ac` is a live context, on its loop thread.
+unsafe fn command(
     ac: NonNull<redisAsyncContext>,
     callback: redisCallbackFn,
     privdata: *mut c_void,
@@ -486,8 +622,8 @@ fn command(
 ) -> c_int {
     let argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr().cast()).collect();
     let lens: Vec<usize> = args.iter().map(|a| a.len()).collect();
-    // SAFETY: `ac` is live; `argv`/`lens` describe `args.len()` buffers that
-    // hiredis copies before returning.
+    // SAFETY: 1.; `argv`/`lens` describe `args.len()` buffers that hiredis
+    // copies before returning.
     unsafe {
         redisAsyncCommandArgv(
             ac.as_ptr(),
@@ -501,16 +637,14 @@ fn command(
 }
 
 /// Starts an asynchronous connect; `Reconnecting` when it cannot even start.
-fn start_connect(conn: NonNull<MRConn>) {
+fn start_connect(conn: ConnRef) {
     if connect(conn).is_err() {
-        MRConn::switch(conn, Event::ConnectNotStarted);
+        conn.switch(Event::ConnectNotStarted);
     }
 }
 
-fn connect(conn: NonNull<MRConn>) -> Result<(), ()> {
-    // SAFETY: callers pass live connections, on the loop thread.
-    let c = unsafe { &mut *conn.as_ptr() };
-    debug_assert!(c.ac.is_none());
+fn connect(conn: ConnRef) -> Result<(), ()> {
+    debug_assert!(conn.ac.get().is_none());
     let timeout = host::connect_timeout();
     let mut opts = redisOptions {
         type_: REDIS_CONN_TCP as _,
@@ -520,8 +654,8 @@ fn connect(conn: NonNull<MRConn>) -> Result<(), ()> {
             .map_or(ptr::null(), |t| ptr::from_ref(t).cast()),
         ..Default::default()
     };
-    opts.endpoint.tcp.ip = c.ep.host;
-    opts.endpoint.tcp.port = c.ep.port;
+    opts.endpoint.tcp.ip = conn.ep.raw().host;
+    opts.endpoint.tcp.port = conn.ep.port();
     // SAFETY: `opts` is fully initialised and outlives the call; hiredis
     // copies what it keeps.
     let ac = unsafe { redisAsyncConnectWithOptions(&opts) };
@@ -529,7 +663,7 @@ fn connect(conn: NonNull<MRConn>) -> Result<(), ()> {
         hlog!(
             Level::Debug,
             "{} Could not allocate async context with the given options",
-            Tag(conn)
+            Tag(&conn)
         );
         return Err(());
     };
@@ -541,14 +675,14 @@ fn connect(conn: NonNull<MRConn>) -> Result<(), ()> {
         hlog!(
             Level::Warning,
             "{} Could not connect to node: {why}",
-            Tag(conn)
+            Tag(&conn)
         );
         // SAFETY: `ac` is ours and unused.
         unsafe { redisAsyncFree(ac.as_ptr()) };
         return Err(());
     }
     // SAFETY: `ac` is live with no event library yet; our loop is live.
-    let attached = unsafe { event_loop::attach(ac, c.loop_, after_read) }.is_ok()
+    let attached = unsafe { event_loop::attach(ac, conn.loop_, after_read) }.is_ok()
         // SAFETY: `ac` is live; the callbacks are ours.
         && unsafe { redisAsyncSetConnectCallback(ac.as_ptr(), Some(on_connect)) } == REDIS_OK as c_int
         // SAFETY: as above.
@@ -557,7 +691,7 @@ fn connect(conn: NonNull<MRConn>) -> Result<(), ()> {
         hlog!(
             Level::Warning,
             "{} Failed to attach hiredis context to libuv",
-            Tag(conn)
+            Tag(&conn)
         );
         // SAFETY: `ac` is ours and unused.
         unsafe { redisAsyncFree(ac.as_ptr()) };
@@ -565,88 +699,80 @@ fn connect(conn: NonNull<MRConn>) -> Result<(), ()> {
     }
     // SAFETY: `ac` is live; `data` is ours to set.
     unsafe { (*ac.as_ptr()).data = conn.as_ptr().cast() };
-    c.ac = Some(ac);
-    c.protocol = 0;
+    conn.ac.set(Some(ac));
+    conn.protocol.set(0);
     Ok(())
 }
 
-fn send_auth(conn: NonNull<MRConn>) {
-    // SAFETY: callers pass live connections, on the loop thread.
-    let c = unsafe { conn.as_ref() };
-    let rc = match c.ac {
+fn send_auth(conn: ConnRef) {
+    let rc = match conn.ac.get() {
         None => REDIS_ERR,
         Some(ac) if !host::IsEnterprise() => {
             let gil = Gil::lock();
             let secret = gil.internal_secret();
-            let rc = command(
-                ac,
-                Some(on_auth),
-                ptr::null_mut(),
-                &[b"AUTH", INTERNAL_AUTH_USER, &secret],
-            );
+            let args: [&[u8]; 3] = [b"AUTH", INTERNAL_AUTH_USER, &secret];
+            // SAFETY: the connection's live context.
+            let rc = unsafe { command(ac, Some(on_auth), ptr::null_mut(), &args) };
             drop(gil);
             rc
         }
         Some(ac) => {
-            let password: &[u8] = if c.ep.password.is_null() {
-                b""
-            } else {
-                // SAFETY: a non-NULL password is a NUL-terminated string owned by `ep`.
-                unsafe { CStr::from_ptr(c.ep.password) }.to_bytes()
-            };
-            command(ac, Some(on_auth), ptr::null_mut(), &[b"AUTH", password])
+            let password = conn.ep.password().map_or(&b""[..], CStr::to_bytes);
+            // SAFETY: the connection's live context.
+            unsafe { command(ac, Some(on_auth), ptr::null_mut(), &[b"AUTH", password]) }
         }
     };
     if rc != REDIS_OK as c_int {
-        MRConn::switch(conn, Event::AuthNotSent);
+        conn.switch(Event::AuthNotSent);
     }
 }
 
-extern "C" fn on_connect(ac: *const redisAsyncContext, status: c_int) {
+unsafe extern "C" fn on_connect(ac: *const redisAsyncContext, status: c_int) {
     // SAFETY: hiredis passes its live context.
     // A context is freed as soon as it is detached, so it always has an owner
     // here; a callback on an ownerless one has nothing to do.
-    let Some(conn) = (unsafe { owner(ac) }) else {
+    let Some(conn) = (unsafe { conn_of(ac) }) else {
         return;
     };
     if status != REDIS_OK as c_int {
         // SAFETY: as above.
         let why = errstr(unsafe { &(*ac).c });
-        hlog!(Level::Warning, "{} Error on connect: {why}", Tag(conn));
-        MRConn::switch(conn, Event::ConnectFailed);
+        hlog!(Level::Warning, "{} Error on connect: {why}", Tag(&conn));
+        conn.switch(Event::ConnectFailed);
         return;
     }
-    let tls_ok = tls::initiate(conn).is_ok();
-    // SAFETY: `conn` is live.
-    let has_password = !unsafe { conn.as_ref() }.ep.password.is_null();
+    // SAFETY: as above; hiredis does not touch its context while its connect
+    // callback runs, and nothing else refers to the link.
+    let link = unsafe { &mut (*ac.cast_mut()).c };
+    let tls_ok = tls::initiate(link, conn.ep.raw(), &Tag(&conn)).is_ok();
+    let has_password = conn.ep.password().is_some();
     let needs_auth = !host::IsEnterprise() || has_password;
-    MRConn::switch(conn, Event::ConnectSucceeded { tls_ok, needs_auth });
+    conn.switch(Event::ConnectSucceeded { tls_ok, needs_auth });
 }
 
-extern "C" fn on_disconnect(ac: *const redisAsyncContext, status: c_int) {
+unsafe extern "C" fn on_disconnect(ac: *const redisAsyncContext, status: c_int) {
     // SAFETY: hiredis passes its live context.
-    let Some(conn) = (unsafe { owner(ac) }) else {
+    let Some(conn) = (unsafe { conn_of(ac) }) else {
         return;
     };
     // Beyond upstream, which switches silently: a link that broke with an
     // error (server gone, TLS handshake rejected after the connect callback)
     // gets a warning, at most once a minute. A draining connection reports its
     // broken link in its drain's terms instead.
-    // SAFETY: `conn` is live.
-    if status != REDIS_OK as c_int && !unsafe { conn.as_ref() }.is_leaving() {
+    if status != REDIS_OK as c_int && !conn.is_leaving() {
         // SAFETY: as above.
         let why = unsafe { context_error(ac) };
-        MRConn::warn_link(conn, format_args!("Disconnected from node: {why}"));
+        conn.warn_link(format_args!("Disconnected from node: {why}"));
     }
-    MRConn::switch(conn, Event::Disconnected);
+    conn.switch(Event::Disconnected);
 }
 
 /// The error text of a context, for a log line.
 ///
 /// # Safety
-/// `ac` is a live context.
+/// 1. `ac` is a live context.
 unsafe fn context_error(ac: *const redisAsyncContext) -> String {
-    // SAFETY: caller's guarantee.
+    // SAFETY: 1.
     let why = errstr(unsafe { &(*ac).c });
     // hiredis leaves "Success" (strerror(0)) when the peer closed the link
     // or a TLS handshake failed after the connect: no reason to give.
@@ -657,9 +783,13 @@ unsafe fn context_error(ac: *const redisAsyncContext) -> String {
     }
 }
 
-extern "C" fn on_auth(ac: *mut redisAsyncContext, reply: *mut c_void, _privdata: *mut c_void) {
+unsafe extern "C" fn on_auth(
+    ac: *mut redisAsyncContext,
+    reply: *mut c_void,
+    _privdata: *mut c_void,
+) {
     // SAFETY: hiredis passes its live context.
-    if let Some(conn) = unsafe { owner(ac) } {
+    if let Some(conn) = unsafe { conn_of(ac) } {
         // SAFETY: as above.
         let ctx_err = unsafe { (*ac).err } != 0;
         let event = if reply.is_null() || ctx_err {
@@ -668,10 +798,7 @@ extern "C" fn on_auth(ac: *mut redisAsyncContext, reply: *mut c_void, _privdata:
             // happens after the connect callback); say why.
             // SAFETY: as above.
             let why = unsafe { context_error(ac) };
-            MRConn::warn_link(
-                conn,
-                format_args!("Lost the link while authenticating: {why}"),
-            );
+            conn.warn_link(format_args!("Lost the link while authenticating: {why}"));
             Event::AuthLost
         } else {
             // SAFETY: a non-NULL reply from hiredis.
@@ -688,55 +815,66 @@ extern "C" fn on_auth(ac: *mut redisAsyncContext, reply: *mut c_void, _privdata:
                     })
                     .into_owned()
                 };
-                hlog!(Level::Warning, "{} Error authenticating: {text}", Tag(conn));
+                hlog!(
+                    Level::Warning,
+                    "{} Error authenticating: {text}",
+                    Tag(&conn)
+                );
                 Event::AuthRejected
             } else {
                 Event::AuthAccepted
             }
         };
-        MRConn::switch(conn, event);
+        conn.switch(event);
     }
     // SAFETY: with REDIS_OPT_NOAUTOFREEREPLIES the reply is ours (NULL is accepted).
     unsafe { host::MRReply_Free(reply) };
 }
 
-fn after_read(ac: NonNull<redisAsyncContext>) {
-    // SAFETY: called with a live context.
-    if let Some(conn) = unsafe { owner(ac.as_ptr()) } {
-        // SAFETY: `conn` is live.
-        if unsafe { conn.as_ref() }.draining.is_some() {
-            drain::on_read(conn, ac);
-        }
+/// # Safety
+/// 1. `ac` is a live context, on its loop thread (the read hook's contract).
+unsafe fn after_read(ac: NonNull<redisAsyncContext>) {
+    // SAFETY: 1.
+    if let Some(conn) = unsafe { conn_of(ac.as_ptr()) } {
+        MRConn::report(conn, Report::Read);
     }
 }
 
-extern "C" fn on_reconnect_timer(timer: *mut uv_timer_t) {
-    // SAFETY: our timers carry their connection.
-    let conn = unsafe { Timer::owner(timer) }.cast::<MRConn>();
-    if let Some(conn) = NonNull::new(conn) {
+unsafe extern "C" fn on_reconnect_timer(timer: *mut uv_timer_t) {
+    // SAFETY: libuv passes the connection timer it runs.
+    if let Some(conn) = unsafe { conn_of_timer(timer) } {
         start_connect(conn);
     }
 }
 
-extern "C" fn on_reauth_timer(timer: *mut uv_timer_t) {
-    // SAFETY: our timers carry their connection.
-    let conn = unsafe { Timer::owner(timer) }.cast::<MRConn>();
-    if let Some(conn) = NonNull::new(conn) {
+unsafe extern "C" fn on_reauth_timer(timer: *mut uv_timer_t) {
+    // SAFETY: libuv passes the connection timer it runs.
+    if let Some(conn) = unsafe { conn_of_timer(timer) } {
         send_auth(conn);
     }
 }
 
-extern "C" fn on_timer_closed(handle: *mut uv_handle_t) {
-    // SAFETY: the timer's `data` is its connection, which was Box-allocated
-    // in `new` and is referenced by nothing once Freeing but a backlog job.
-    let conn = unsafe { (*handle).data }.cast::<MRConn>();
-    // SAFETY: as above.
-    let queued = unsafe { &mut (*conn).queued };
-    if *queued == Queued::Held {
-        // The job frees it when it comes to it.
-        *queued = Queued::Freed;
+unsafe extern "C" fn on_deadline_timer(timer: *mut uv_timer_t) {
+    // SAFETY: libuv passes the connection timer it runs.
+    if let Some(conn) = unsafe { conn_of_timer(timer) } {
+        MRConn::report(conn, Report::Deadline);
+    }
+}
+
+/// A connection's timer has closed: its memory goes now, or with the hold
+/// that holds it.
+///
+/// # Safety
+/// 1. `owner` is the connection whose timer closed, from `open`, after its
+///    teardown: referenced by nothing but a hold.
+unsafe fn on_timer_closed(owner: *mut c_void) {
+    let conn = owner.cast::<MRConn>();
+    // SAFETY: 1.
+    let role = unsafe { &(*conn).role };
+    if role.get() == Role::Held {
+        role.set(Role::HeldFreed);
         return;
     }
-    // SAFETY: as above.
+    // SAFETY: 1.: from Box::leak in `open`, referenced by nothing.
     drop(unsafe { Box::from_raw(conn) });
 }

@@ -6,6 +6,7 @@
 //! owner is told (`after_read`), which is how a draining connection learns at
 //! once that its last pending reply has been delivered.
 
+use std::cell::Cell;
 use std::ffi::{c_int, c_void};
 use std::ptr::{self, NonNull};
 
@@ -19,8 +20,9 @@ use crate::sys::uv::{
     uv_timer_start, uv_timer_stop, uv_timer_t, uv_update_time,
 };
 
-/// Called after hiredis has handled a read on a live context.
-pub type AfterRead = fn(NonNull<redisAsyncContext>);
+/// Called after hiredis has handled a read on a context, with that context,
+/// live: the callee may rely on that.
+pub type AfterRead = unsafe fn(NonNull<redisAsyncContext>);
 
 /// The libuv side of one hiredis context: `ac->ev.data`.
 struct Attachment {
@@ -105,27 +107,27 @@ unsafe fn set_events(data: *mut c_void, add: c_int, remove: c_int) {
     }
 }
 
-extern "C" fn add_read(data: *mut c_void) {
+unsafe extern "C" fn add_read(data: *mut c_void) {
     // SAFETY: hiredis passes back `ev.data`, set by `attach`.
     unsafe { set_events(data, UV_READABLE as c_int, 0) }
 }
 
-extern "C" fn del_read(data: *mut c_void) {
+unsafe extern "C" fn del_read(data: *mut c_void) {
     // SAFETY: hiredis passes back `ev.data`, set by `attach`.
     unsafe { set_events(data, 0, UV_READABLE as c_int) }
 }
 
-extern "C" fn add_write(data: *mut c_void) {
+unsafe extern "C" fn add_write(data: *mut c_void) {
     // SAFETY: hiredis passes back `ev.data`, set by `attach`.
     unsafe { set_events(data, UV_WRITABLE as c_int, 0) }
 }
 
-extern "C" fn del_write(data: *mut c_void) {
+unsafe extern "C" fn del_write(data: *mut c_void) {
     // SAFETY: hiredis passes back `ev.data`, set by `attach`.
     unsafe { set_events(data, 0, UV_WRITABLE as c_int) }
 }
 
-extern "C" fn on_poll(handle: *mut uv_poll_t, status: c_int, events: c_int) {
+unsafe extern "C" fn on_poll(handle: *mut uv_poll_t, status: c_int, events: c_int) {
     // SAFETY: libuv passes back our poll handle, whose `data` is its attachment.
     let att = unsafe { (*handle).data.cast::<Attachment>() };
     // Only raw accesses from here: hiredis may release the context (and our
@@ -151,11 +153,12 @@ extern "C" fn on_poll(handle: *mut uv_poll_t, status: c_int, events: c_int) {
     if let Some(live) = NonNull::new(ac()) {
         // SAFETY: as above.
         let after_read = unsafe { (*att).after_read };
-        after_read(live);
+        // SAFETY: non-NULL, so hiredis has not released the context.
+        unsafe { after_read(live) };
     }
 }
 
-extern "C" fn schedule_timer(data: *mut c_void, tv: timeval) {
+unsafe extern "C" fn schedule_timer(data: *mut c_void, tv: timeval) {
     // SAFETY: hiredis passes back `ev.data`, set by `attach`.
     let att = unsafe { &mut *data.cast::<Attachment>() };
     let ms = (tv.tv_sec.max(0) as u64) * 1000 + (tv.tv_usec.max(0) as u64).div_ceil(1000);
@@ -173,7 +176,7 @@ extern "C" fn schedule_timer(data: *mut c_void, tv: timeval) {
     unsafe { uv_timer_start(timer.as_ptr(), Some(on_timeout), ms, 0) };
 }
 
-extern "C" fn on_timeout(timer: *mut uv_timer_t) {
+unsafe extern "C" fn on_timeout(timer: *mut uv_timer_t) {
     // SAFETY: libuv passes back our timer, whose `data` is its attachment.
     let att = unsafe { (*timer).data.cast::<Attachment>() };
     // SAFETY: the attachment outlives its handles' callbacks.
@@ -184,7 +187,7 @@ extern "C" fn on_timeout(timer: *mut uv_timer_t) {
     }
 }
 
-extern "C" fn cleanup(data: *mut c_void) {
+unsafe extern "C" fn cleanup(data: *mut c_void) {
     // SAFETY: hiredis calls this once, with `ev.data`, as it releases the
     // context; the attachment lives until its handles have closed.
     let att = unsafe { &mut *data.cast::<Attachment>() };
@@ -198,21 +201,28 @@ extern "C" fn cleanup(data: *mut c_void) {
     }
 }
 
-extern "C" fn on_timer_closed(handle: *mut uv_handle_t) {
+unsafe extern "C" fn on_timer_closed(handle: *mut uv_handle_t) {
     // SAFETY: the timer was Box-allocated in `schedule_timer`; libuv is done
     // with it, and its `data` (its attachment) is read before it goes.
     let timer = unsafe { Box::from_raw(handle.cast::<uv_timer_t>()) };
-    handle_closed(timer.data.cast());
+    // SAFETY: the timer's `data` is its attachment, whose handle it was.
+    unsafe { handle_closed(timer.data.cast()) };
 }
 
-extern "C" fn on_handle_closed(handle: *mut uv_handle_t) {
+unsafe extern "C" fn on_handle_closed(handle: *mut uv_handle_t) {
     // SAFETY: the attachment's handles carry it in `data`.
-    handle_closed(unsafe { (*handle).data }.cast());
+    let att = unsafe { (*handle).data }.cast();
+    // SAFETY: as above.
+    unsafe { handle_closed(att) };
 }
 
 /// One more of the attachment's handles has closed.
-fn handle_closed(att: *mut Attachment) {
-    // SAFETY: the attachment lives until its last handle has closed.
+///
+/// # Safety
+/// 1. `att` is an attachment from `attach`, one of whose handles just
+///    closed.
+unsafe fn handle_closed(att: *mut Attachment) {
+    // SAFETY: 1.: the attachment lives until its last handle has closed.
     let a = unsafe { &mut *att };
     a.open_handles -= 1;
     if a.open_handles == 0 {
@@ -221,130 +231,179 @@ fn handle_closed(att: *mut Attachment) {
     }
 }
 
-/// A libuv timer embedded in an object that owns it, with `data` pointing
-/// at that owner.
+/// A libuv timer on the heap whose callbacks get its owner: it may move
+/// with its owner, and it is closed at most once.
 pub struct Timer {
+    block: NonNull<TimerBlock>,
+    closed: Cell<bool>,
+}
+
+/// The heap block of a [`Timer`]: the handle first, so that libuv's handle
+/// pointer is the block's.
+#[repr(C)]
+struct TimerBlock {
     handle: uv_timer_t,
+    owner: *mut c_void,
+    on_closed: Option<unsafe fn(*mut c_void)>,
 }
 
 impl Timer {
-    /// An uninitialised timer, to be placed in its owner first.
-    pub fn new() -> Timer {
-        Timer {
+    /// A stopped timer on `loop_` whose callbacks get `owner`.
+    ///
+    /// # Safety
+    /// 1. `loop_` is live; this runs on its thread or before it runs.
+    /// 2. Every callback started on it, and the close callback, may be
+    ///    called with `owner` until the close callback has run.
+    pub unsafe fn new(loop_: NonNull<uv_loop_t>, owner: *mut c_void) -> Timer {
+        let block = NonNull::from(Box::leak(Box::new(TimerBlock {
             handle: uv_timer_t::default(),
+            owner,
+            on_closed: None,
+        })));
+        // SAFETY: 1.; the handle lives in a heap block that only its close
+        // callback frees.
+        unsafe { uv_timer_init(loop_.as_ptr(), block.as_ptr().cast()) };
+        Timer {
+            block,
+            closed: Cell::new(false),
         }
     }
 
-    /// Initialises the timer in place.
+    /// Sets the owner its callbacks get.
     ///
     /// # Safety
-    /// 1. `this` stays at the same address until the close callback of
-    ///    [`Timer::close`] has run.
-    /// 2. `loop_` is live; this runs on its thread or before it runs.
-    pub unsafe fn init(this: *mut Timer, loop_: NonNull<uv_loop_t>, owner: *mut c_void) {
-        // SAFETY: 1.: `this` is valid and not otherwise borrowed.
-        let timer = unsafe { &mut *this };
-        // SAFETY: 1. and 2.
-        unsafe { uv_timer_init(loop_.as_ptr(), &mut timer.handle) };
-        timer.handle.data = owner;
+    /// 1. As `new`'s contract 2., for `owner`.
+    pub unsafe fn set_owner(&self, owner: *mut c_void) {
+        // SAFETY: the block is ours; no callback runs during this call.
+        unsafe { (*self.block.as_ptr()).owner = owner };
     }
 
-    /// (Re)arms the timer: `cb` runs once after `ms`.
-    pub fn start(&mut self, ms: u64, cb: extern "C" fn(*mut uv_timer_t)) {
-        // SAFETY: initialised by `init` and not closed (the owner is alive).
-        unsafe { uv_timer_start(&raw mut self.handle, Some(cb), ms, 0) };
+    fn handle(&self) -> *mut uv_timer_t {
+        self.block.as_ptr().cast()
+    }
+
+    /// (Re)arms the timer: `cb` runs once after `ms`. No effect once closed.
+    pub fn start(&self, ms: u64, cb: unsafe extern "C" fn(*mut uv_timer_t)) {
+        if self.closed.get() {
+            return;
+        }
+        // SAFETY: initialised in `new` and not closing.
+        unsafe { uv_timer_start(self.handle(), Some(cb), ms, 0) };
     }
 
     /// Like [`Timer::start`], counting from now rather than from the time
     /// the loop cached at the start of its iteration (which may be long ago
     /// when called from a long callback, or before the loop ever ran).
-    pub fn start_from_now(&mut self, ms: u64, cb: extern "C" fn(*mut uv_timer_t)) {
-        // SAFETY: an initialised timer's `loop_` is its live loop.
-        unsafe { uv_update_time(self.handle.loop_) };
+    pub fn start_from_now(&self, ms: u64, cb: unsafe extern "C" fn(*mut uv_timer_t)) {
+        if self.closed.get() {
+            return;
+        }
+        // SAFETY: initialised in `new`: a plain read of its loop.
+        let loop_ = unsafe { (*self.handle()).loop_ };
+        // SAFETY: an initialised timer's loop is live.
+        unsafe { uv_update_time(loop_) };
         self.start(ms, cb);
     }
 
     /// Disarms the timer.
-    pub fn stop(&mut self) {
+    pub fn stop(&self) {
+        if self.closed.get() {
+            return;
+        }
         // SAFETY: as in `start`.
-        unsafe { uv_timer_stop(&raw mut self.handle) };
+        unsafe { uv_timer_stop(self.handle()) };
     }
 
-    /// Closes the timer; `on_closed` runs on the loop once libuv is done
-    /// with it, and may free the owner.
-    pub fn close(&mut self, on_closed: extern "C" fn(*mut uv_handle_t)) {
-        // SAFETY: as in `start`; closed exactly once, by the owner's teardown.
-        unsafe {
-            uv_close(
-                (&raw mut self.handle).cast::<uv_handle_t>(),
-                Some(on_closed),
-            )
-        };
+    /// Closes the timer (again: no effect); once libuv is done with it, its
+    /// memory goes and `on_closed` runs with the owner, which it may free.
+    pub fn close(&self, on_closed: unsafe fn(*mut c_void)) {
+        if self.closed.replace(true) {
+            return;
+        }
+        // SAFETY: the block is ours until the close callback below.
+        unsafe { (*self.block.as_ptr()).on_closed = Some(on_closed) };
+        // SAFETY: as in `start`; closed once, here.
+        unsafe { uv_close(self.handle().cast(), Some(on_timer_block_closed)) };
     }
 
     /// The owner a timer callback was started for.
     ///
     /// # Safety
-    /// `handle` is the handle of a live [`Timer`].
+    /// 1. `handle` is the handle of a [`Timer`] not closed yet.
     pub unsafe fn owner(handle: *const uv_timer_t) -> *mut c_void {
-        // SAFETY: caller's guarantee.
-        unsafe { (*handle).data }
+        // SAFETY: 1.: the handle is the first field of its block.
+        unsafe { (*handle.cast::<TimerBlock>()).owner }
     }
 }
 
-impl Default for Timer {
-    fn default() -> Self {
-        Timer::new()
+unsafe extern "C" fn on_timer_block_closed(handle: *mut uv_handle_t) {
+    // SAFETY: a Timer's handle is the first field of its block, from
+    // Box::leak in `Timer::new`; libuv is done with it.
+    let block = unsafe { Box::from_raw(handle.cast::<TimerBlock>()) };
+    if let Some(on_closed) = block.on_closed {
+        // SAFETY: `Timer::new`'s contract 2.
+        unsafe { on_closed(block.owner) };
     }
 }
 
 /// A libuv idle handle on the heap: while started, its callback runs once per
 /// loop iteration and the loop does not block waiting for I/O.
-pub struct Idle(NonNull<uv_idle_t>);
+pub struct Idle {
+    handle: NonNull<uv_idle_t>,
+    cb: unsafe extern "C" fn(*mut uv_idle_t),
+}
 
 impl Idle {
-    /// A stopped idle handle on `loop_` whose callbacks get `owner`.
+    /// A stopped idle handle on `loop_` that runs `cb` with `owner`.
     ///
     /// # Safety
     /// 1. `loop_` is live; this runs on its thread or before it runs.
-    pub unsafe fn new(loop_: NonNull<uv_loop_t>, owner: *mut c_void) -> Idle {
+    /// 2. `cb` may be called with the handle, carrying `owner`, until the
+    ///    handle is closed.
+    pub unsafe fn new(
+        loop_: NonNull<uv_loop_t>,
+        owner: *mut c_void,
+        cb: unsafe extern "C" fn(*mut uv_idle_t),
+    ) -> Idle {
         let handle = NonNull::from(Box::leak(Box::new(uv_idle_t::default())));
         // SAFETY: 1.; the handle is heap memory freed only by its close callback.
         unsafe { uv_idle_init(loop_.as_ptr(), handle.as_ptr()) };
         // SAFETY: as above; a plain field of the fresh handle.
         unsafe { (*handle.as_ptr()).data = owner };
-        Idle(handle)
+        Idle { handle, cb }
     }
 
-    /// Runs `cb` once per loop iteration from now on (again: no effect).
-    pub fn start(&self, cb: extern "C" fn(*mut uv_idle_t)) {
-        // SAFETY: initialised in `new`, not closed (`close` consumes self).
-        unsafe { uv_idle_start(self.0.as_ptr(), Some(cb)) };
+    /// Runs the callback once per loop iteration from now on (again: no
+    /// effect).
+    pub fn start(&self) {
+        // SAFETY: initialised in `new`, not closed (`close` consumes self);
+        // `new`'s contract 2.
+        unsafe { uv_idle_start(self.handle.as_ptr(), Some(self.cb)) };
     }
 
     /// Stops the callbacks.
     pub fn stop(&self) {
         // SAFETY: as in `start`.
-        unsafe { uv_idle_stop(self.0.as_ptr()) };
+        unsafe { uv_idle_stop(self.handle.as_ptr()) };
     }
 
     /// Closes the handle; its memory goes in the close callback.
     pub fn close(self) {
         // SAFETY: as in `start`; closed once, here.
-        unsafe { uv_close(self.0.as_ptr().cast(), Some(on_idle_closed)) };
+        unsafe { uv_close(self.handle.as_ptr().cast(), Some(on_idle_closed)) };
     }
 
     /// The owner an idle callback was started for.
     ///
     /// # Safety
-    /// `handle` is the handle of a live [`Idle`].
+    /// 1. `handle` is the handle of an [`Idle`] not closed yet.
     pub unsafe fn owner(handle: *const uv_idle_t) -> *mut c_void {
-        // SAFETY: caller's guarantee.
+        // SAFETY: 1.
         unsafe { (*handle).data }
     }
 }
 
-extern "C" fn on_idle_closed(handle: *mut uv_handle_t) {
+unsafe extern "C" fn on_idle_closed(handle: *mut uv_handle_t) {
     // SAFETY: Box-allocated in `Idle::new`; libuv is done with it.
     drop(unsafe { Box::from_raw(handle.cast::<uv_idle_t>()) });
 }

@@ -18,11 +18,11 @@ use std::sync::Once;
 use mrconn_core::DrainStats;
 
 use crate::conn::MRConn;
-use crate::drain;
 use crate::host::{Level, MRCommand, MREndpoint, RedisModuleCtx, Reply, dict, hlog};
 use crate::manager::{self, MRConnManager};
 use crate::sys::hiredis::{REDIS_ERR, REDIS_OK, redisCallbackFn};
 use crate::sys::uv::uv_loop_t;
+use crate::{drain, reentry, resize};
 
 /// The state of a connection (`conn.h`).
 #[expect(dead_code, reason = "C sees it through the generated header only")]
@@ -113,27 +113,48 @@ fn install_panic_hook() {
     });
 }
 
-/// The live manager behind `mgr`, or a logged `None`.
+/// The live manager behind `mgr` for the call `name`, or a logged `None`.
 ///
 /// # Safety
-/// `mgr` is NULL or points to a valid `MRConnManager`, used by nobody else
-/// for the call's duration.
+/// 1. `mgr` is NULL or points to a valid `MRConnManager`, used by nobody else
+///    for the call's duration.
 #[inline(always)]
-unsafe fn live<'a>(
-    name: &str,
-    mgr: Option<NonNull<MRConnManager>>,
-) -> Option<&'a mut MRConnManager> {
+unsafe fn live<'a>(name: &'static str, mgr: Option<NonNull<MRConnManager>>) -> Option<Entered<'a>> {
+    reentry::check(name);
     let Some(mgr) = mgr else {
         log_not_live(name, false);
         return None;
     };
-    // SAFETY: caller's guarantee.
+    // SAFETY: 1.
     let mgr = unsafe { &mut *mgr.as_ptr() };
-    if !mgr.is_live() {
+    if mgr.map().is_none() {
         log_not_live(name, true);
         return None;
     }
-    Some(mgr)
+    Some(Entered {
+        mgr,
+        _frame: reentry::Borrow::manager(name),
+    })
+}
+
+/// A manager in use by an export: no user callback runs meanwhile (checked
+/// by the re-entrancy guard in debug builds).
+struct Entered<'a> {
+    mgr: &'a mut MRConnManager,
+    _frame: reentry::Borrow,
+}
+
+impl std::ops::Deref for Entered<'_> {
+    type Target = MRConnManager;
+    fn deref(&self) -> &MRConnManager {
+        self.mgr
+    }
+}
+
+impl std::ops::DerefMut for Entered<'_> {
+    fn deref_mut(&mut self) -> &mut MRConnManager {
+        self.mgr
+    }
 }
 
 /// Out of line, so that the exports' hot paths carry none of it.
@@ -178,6 +199,7 @@ unsafe fn node_id<'a>(name: &str, id: *const c_char) -> Option<&'a CStr> {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn MRConnManager_Init(mgr: Option<NonNull<MRConnManager>>, nodeConns: c_int) {
     install_panic_hook();
+    reentry::check("MRConnManager_Init");
     let Some(mgr) = mgr else {
         hlog!(
             Level::Warning,
@@ -192,8 +214,8 @@ pub unsafe extern "C" fn MRConnManager_Init(mgr: Option<NonNull<MRConnManager>>,
             "MRConnManager_Init: pool size {nodeConns} out of 0..={MAX_POOL_SIZE}, using {size}"
         );
     }
-    // SAFETY: 1.; memory the caller hands over for the call.
-    unsafe { &mut *mgr.as_ptr() }.init(size);
+    // SAFETY: 1.; memory the caller hands over, maybe uninitialised.
+    unsafe { mgr.write(MRConnManager::new(size)) };
 }
 
 /// Replies to `ctx` with the states gathered in `stateDict`: a map from
@@ -205,18 +227,20 @@ pub unsafe extern "C" fn MRConnManager_Init(mgr: Option<NonNull<MRConnManager>>,
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn MRConnManager_ReplyState(
     stateDict: Option<NonNull<dict>>,
-    ctx: *mut RedisModuleCtx,
+    ctx: Option<NonNull<RedisModuleCtx>>,
 ) {
-    if ctx.is_null() {
+    reentry::check("MRConnManager_ReplyState");
+    let Some(ctx) = ctx else {
         hlog!(
             Level::Warning,
             "MRConnManager_ReplyState: NULL reply context"
         );
         return;
-    }
-    let reply = Reply(ctx);
+    };
+    // SAFETY: 2.
+    let reply = unsafe { Reply::new(ctx) };
     match stateDict {
-        // SAFETY: 1. and 2.
+        // SAFETY: 1.
         Some(states) => unsafe { manager::reply_state(states, &reply) },
         None => {
             hlog!(
@@ -240,7 +264,7 @@ pub unsafe extern "C" fn MRConnManager_FillStateDict(
     stateDict: Option<NonNull<dict>>,
 ) {
     // SAFETY: 1.
-    let Some(mgr) = (unsafe { live("MRConnManager_FillStateDict", mgr) }) else {
+    let Some(mut mgr) = (unsafe { live("MRConnManager_FillStateDict", mgr) }) else {
         return;
     };
     let Some(states) = stateDict else {
@@ -250,7 +274,8 @@ pub unsafe extern "C" fn MRConnManager_FillStateDict(
         );
         return;
     };
-    mgr.fill_state_dict(states);
+    // SAFETY: 2.
+    unsafe { mgr.fill_state_dict(states) };
 }
 
 /// A connected connection of node `id`, round-robin; NULL if the node has no
@@ -265,7 +290,7 @@ pub unsafe extern "C" fn MRConn_Get(
     id: *const c_char,
 ) -> *mut MRConn {
     // SAFETY: 1.
-    let Some(mgr) = (unsafe { live("MRConn_Get", mgr) }) else {
+    let Some(mut mgr) = (unsafe { live("MRConn_Get", mgr) }) else {
         return ptr::null_mut();
     };
     // The query path: no strlen of the id, the dict hashes it anyway.
@@ -273,13 +298,15 @@ pub unsafe extern "C" fn MRConn_Get(
         log_refused("MRConn_Get: NULL node id");
         return ptr::null_mut();
     };
-    // SAFETY: 2.: `id` is NUL-terminated.
-    let Some(pool) = (unsafe { mgr.pool(id) }) else {
+    let Some(mut pools) = mgr.pools() else {
         return ptr::null_mut();
     };
-    // SAFETY: pool connections are live.
-    pool.pick(|c| unsafe { c.as_ref() }.is_ready_in_pool())
-        .map_or(ptr::null_mut(), NonNull::as_ptr)
+    // SAFETY: 2.: `id` is NUL-terminated.
+    let Some(pool) = (unsafe { pools.find_raw(id) }) else {
+        return ptr::null_mut();
+    };
+    pool.pick(|c| c.is_ready_in_pool())
+        .map_or(ptr::null_mut(), |c| c.as_ptr())
 }
 
 /// The state string of the first connection of node `id` (`Connecting`
@@ -294,7 +321,7 @@ pub unsafe extern "C" fn MRConnManager_GetNodeState(
     id: *const c_char,
 ) -> *const c_char {
     // SAFETY: 1.
-    let Some(mgr) = (unsafe { live("MRConnManager_GetNodeState", mgr) }) else {
+    let Some(mut mgr) = (unsafe { live("MRConnManager_GetNodeState", mgr) }) else {
         return ptr::null();
     };
     // The query path: no strlen of the id, the dict hashes it anyway.
@@ -302,8 +329,11 @@ pub unsafe extern "C" fn MRConnManager_GetNodeState(
         hlog!(Level::Warning, "MRConnManager_GetNodeState: NULL node id");
         return ptr::null();
     };
+    let Some(mut pools) = mgr.pools() else {
+        return ptr::null();
+    };
     // SAFETY: 2.: `id` is NUL-terminated.
-    let pool = unsafe { mgr.pool(id) };
+    let pool = unsafe { pools.find_raw(id) };
     let state = pool.and_then(|p| p.state());
     state.map_or(ptr::null(), |s| s.as_cstr().as_ptr())
 }
@@ -328,15 +358,17 @@ pub unsafe extern "C" fn MRConn_SendCommand(
     fn_: redisCallbackFn,
     privdata: *mut c_void,
 ) -> c_int {
+    reentry::check("MRConn_SendCommand");
     let (Some(c), Some(cmd)) = (c, cmd) else {
         log_refused("MRConn_SendCommand: NULL connection or command");
         return REDIS_ERR;
     };
-    // SAFETY: 1.; used by us alone for the call.
-    let conn = unsafe { &mut *c.as_ptr() };
+    // SAFETY: 1.: a live connection, on its loop thread.
+    let conn = unsafe { c.as_ref() };
     // SAFETY: 2.; a distinct object, used by us alone for the call.
     let cmd = unsafe { &mut *cmd.as_ptr() };
-    conn.send(cmd, fn_, privdata)
+    // SAFETY: 2. and 3.
+    unsafe { conn.send(cmd, fn_, privdata) }
 }
 
 /// Makes `id`'s pool one of `nodeConns` connections to `ep` (the loop opens
@@ -357,7 +389,7 @@ pub unsafe extern "C" fn MRConnManager_Add(
     ep: Option<NonNull<MREndpoint>>,
 ) -> bool {
     // SAFETY: 1.
-    let Some(mgr) = (unsafe { live("MRConnManager_Add", m) }) else {
+    let Some(mut mgr) = (unsafe { live("MRConnManager_Add", m) }) else {
         return false;
     };
     // SAFETY: 3.
@@ -382,7 +414,8 @@ pub unsafe extern "C" fn MRConnManager_Add(
         );
         return false;
     }
-    mgr.add(loop_, id, ep)
+    // SAFETY: 3.
+    unsafe { resize::add(&mut mgr, loop_, id, ep) }
 }
 
 /// Removes `id`'s pool, draining its busy connections: `REDIS_OK` if it had
@@ -397,7 +430,7 @@ pub unsafe extern "C" fn MRConnManager_Disconnect(
     id: *const c_char,
 ) -> c_int {
     // SAFETY: 1.
-    let Some(mgr) = (unsafe { live("MRConnManager_Disconnect", m) }) else {
+    let Some(mut mgr) = (unsafe { live("MRConnManager_Disconnect", m) }) else {
         return REDIS_ERR;
     };
     // SAFETY: 2.
@@ -405,7 +438,7 @@ pub unsafe extern "C" fn MRConnManager_Disconnect(
         return REDIS_ERR;
     };
     // An unknown node is no fault (conn.c is silent too): the return code says it.
-    if mgr.disconnect(id) {
+    if resize::disconnect(&mut mgr, id) {
         REDIS_OK as c_int
     } else {
         REDIS_ERR
@@ -422,10 +455,10 @@ pub unsafe extern "C" fn MRConnManager_Disconnect(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn MRConnManager_Shrink(m: Option<NonNull<MRConnManager>>, num: u32) {
     // SAFETY: 1.
-    let Some(mgr) = (unsafe { live("MRConnManager_Shrink", m) }) else {
+    let Some(mut mgr) = (unsafe { live("MRConnManager_Shrink", m) }) else {
         return;
     };
-    let current = u32::try_from(mgr.nodeConns).unwrap_or(0);
+    let current = mgr.node_conns();
     if num == 0 || num >= current {
         hlog!(
             Level::Warning,
@@ -433,7 +466,7 @@ pub unsafe extern "C" fn MRConnManager_Shrink(m: Option<NonNull<MRConnManager>>,
         );
         return;
     }
-    drain::shrink(mgr, num);
+    resize::shrink(&mut mgr, num);
 }
 
 /// Grows every pool to `num` connections (the loop opens them, a slice per
@@ -450,10 +483,10 @@ pub unsafe extern "C" fn MRConnManager_Expand(
     loop_: Option<NonNull<uv_loop_t>>,
 ) {
     // SAFETY: 1.
-    let Some(mgr) = (unsafe { live("MRConnManager_Expand", m) }) else {
+    let Some(mut mgr) = (unsafe { live("MRConnManager_Expand", m) }) else {
         return;
     };
-    let current = u32::try_from(mgr.nodeConns).unwrap_or(0);
+    let current = mgr.node_conns();
     let Some(loop_) = loop_ else {
         hlog!(Level::Warning, "MRConnManager_Expand: NULL loop, ignored");
         return;
@@ -472,7 +505,7 @@ pub unsafe extern "C" fn MRConnManager_Expand(
             "MRConnManager_Expand: pool size {num} out of 0..={MAX_POOL_SIZE}, using {size}"
         );
     }
-    drain::expand(mgr, size, loop_);
+    resize::expand(&mut mgr, size, loop_);
 }
 
 /// Closes every connection now and releases the map. Every callback still
@@ -486,6 +519,7 @@ pub unsafe extern "C" fn MRConnManager_Expand(
 ///    never ran, the thread that owns it).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn MRConnManager_Shutdown(mgr: Option<NonNull<MRConnManager>>) {
+    reentry::check("MRConnManager_Shutdown");
     let Some(mgr) = mgr else {
         hlog!(
             Level::Warning,
@@ -497,11 +531,9 @@ pub unsafe extern "C" fn MRConnManager_Shutdown(mgr: Option<NonNull<MRConnManage
     // after: the callbacks failed below may call back with `mgr`, and
     // must find it shut down rather than a dict being released.
     // SAFETY: 1.
-    let field = unsafe { &raw mut (*mgr.as_ptr()).map };
-    // SAFETY: 1.: a valid, aligned field of the caller's manager.
-    let map = unsafe { ptr::replace(field, ptr::null_mut()) };
-    match NonNull::new(map) {
-        Some(map) => MRConnManager::shutdown(map),
+    match unsafe { MRConnManager::take_map(mgr) } {
+        // SAFETY: just taken; the manager holds it no more.
+        Some(map) => unsafe { resize::shutdown(map) },
         None => hlog!(
             Level::Warning,
             "MRConnManager_Shutdown: connection manager not initialised or already shut down"
@@ -522,12 +554,14 @@ pub unsafe extern "C" fn MRConnManager_Shutdown(mgr: Option<NonNull<MRConnManage
 /// Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn MRConnManager_SetDrainTimeout(timeoutMS: u32) {
+    reentry::check("MRConnManager_SetDrainTimeout");
     drain::set_timeout_ms(timeoutMS);
 }
 
 /// The deadline a drain starting now would use, in milliseconds; 0: none.
 #[unsafe(no_mangle)]
 pub extern "C" fn MRConnManager_GetDrainTimeout() -> u32 {
+    reentry::check("MRConnManager_GetDrainTimeout");
     drain::deadline_ms().unwrap_or(0)
 }
 
@@ -543,18 +577,23 @@ pub unsafe extern "C" fn MRConnManager_GetDrainStats(
     out: Option<NonNull<MRConnDrainStats>>,
 ) -> c_int {
     // SAFETY: 1.
-    let Some(mgr) = (unsafe { live("MRConnManager_GetDrainStats", mgr) }) else {
+    let Some(mut mgr) = (unsafe { live("MRConnManager_GetDrainStats", mgr) }) else {
         return REDIS_ERR;
     };
     let Some(out) = out else {
         hlog!(Level::Warning, "MRConnManager_GetDrainStats: NULL output");
         return REDIS_ERR;
     };
-    let map = mgr.map();
-    let state = mgr.state();
+    let Some(mut parts) = mgr.parts() else {
+        return REDIS_ERR;
+    };
+    let mut to_open = 0;
+    parts
+        .pools
+        .for_each(|_, pool| to_open += pool.to_open() as u64);
     let stats = MRConnDrainStats {
-        queued: state.backlog.queued(map),
-        ..state.drains.stats().into()
+        queued: parts.state.backlog.queued() + to_open,
+        ..parts.state.drains.stats().into()
     };
     // SAFETY: 2.
     unsafe { out.write(stats) };

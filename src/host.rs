@@ -17,27 +17,79 @@ use std::ptr::{self, NonNull};
 
 pub use types::{MRCommand, MREndpoint, SearchClusterConfig, dict, dictEntry, dictType};
 
-impl MREndpoint {
-    /// An endpoint with no strings, to copy one into.
-    pub fn empty() -> MREndpoint {
-        MREndpoint {
-            host: std::ptr::null_mut(),
+/// An endpoint of the library's own: a copy made by `MREndpoint_Copy`, so
+/// its strings are NUL-terminated or NULL, freed with it.
+pub struct Endpoint(MREndpoint);
+
+impl Endpoint {
+    /// A copy of `ep`.
+    ///
+    /// # Safety
+    /// 1. `ep` is a valid endpoint: its strings NUL-terminated or NULL.
+    pub unsafe fn copy(ep: &MREndpoint) -> Endpoint {
+        let mut copy = MREndpoint {
+            host: ptr::null_mut(),
             port: 0,
             #[cfg(mrconn_endpoint_tls)]
             isTls: false,
-            unixSock: std::ptr::null_mut(),
-            password: std::ptr::null_mut(),
-        }
+            unixSock: ptr::null_mut(),
+            password: ptr::null_mut(),
+        };
+        // SAFETY: 1.; the copy's strings are ours, freed in Drop.
+        unsafe { MREndpoint_Copy(&mut copy, ep) };
+        Endpoint(copy)
+    }
+
+    /// The C struct, for hiredis and the host.
+    pub fn raw(&self) -> &MREndpoint {
+        &self.0
     }
 
     /// The host, for log lines.
     pub fn host_str(&self) -> std::borrow::Cow<'_, str> {
-        if self.host.is_null() {
-            return "(null)".into();
+        match self.host() {
+            Some(host) => host.to_string_lossy(),
+            None => "(null)".into(),
         }
-        // SAFETY: an endpoint's non-NULL strings are NUL-terminated and live
-        // as long as it does (the host's MREndpoint invariant).
-        unsafe { CStr::from_ptr(self.host) }.to_string_lossy()
+    }
+
+    /// The host.
+    pub fn host(&self) -> Option<&CStr> {
+        // SAFETY: a copy's strings are NUL-terminated or NULL, and live as
+        // long as it does.
+        NonNull::new(self.0.host).map(|h| unsafe { CStr::from_ptr(h.as_ptr()) })
+    }
+
+    /// The port.
+    pub fn port(&self) -> c_int {
+        self.0.port
+    }
+
+    /// The password, if any.
+    pub fn password(&self) -> Option<&CStr> {
+        // SAFETY: as in `host`.
+        NonNull::new(self.0.password).map(|p| unsafe { CStr::from_ptr(p.as_ptr()) })
+    }
+}
+
+impl Clone for Endpoint {
+    fn clone(&self) -> Endpoint {
+        // SAFETY: a copy is a valid endpoint.
+        unsafe { Endpoint::copy(&self.0) }
+    }
+}
+
+impl PartialEq for Endpoint {
+    fn eq(&self, other: &Endpoint) -> bool {
+        // SAFETY: both are valid endpoints.
+        unsafe { MREndpoint_Equal(&self.0, &other.0) }
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        // SAFETY: made by MREndpoint_Copy and freed once, here.
+        unsafe { MREndpoint_Free(&mut self.0) };
     }
 }
 
@@ -109,9 +161,9 @@ unsafe extern "C" {
     ) -> *mut c_void;
     pub fn array_len_func(arr: *mut c_void) -> u32;
 
-    pub fn MREndpoint_Copy(dst: *mut MREndpoint, src: *const MREndpoint);
-    pub fn MREndpoint_Free(ep: *mut MREndpoint);
-    pub fn MREndpoint_Equal(a: *const MREndpoint, b: *const MREndpoint) -> bool;
+    fn MREndpoint_Copy(dst: *mut MREndpoint, src: *const MREndpoint);
+    fn MREndpoint_Free(ep: *mut MREndpoint);
+    fn MREndpoint_Equal(a: *const MREndpoint, b: *const MREndpoint) -> bool;
 
     pub fn MRReply_Type(reply: *const c_void) -> c_int;
     pub fn MRReply_String(reply: *const c_void, len: *mut usize) -> *const c_char;
@@ -315,16 +367,25 @@ impl Drop for ConfigString {
     }
 }
 
-/// Replies to the client of `ctx`, for `MRConnManager_ReplyState`.
-pub struct Reply(pub *mut RedisModuleCtx);
+/// Replies to the client of a reply context, for `MRConnManager_ReplyState`.
+pub struct Reply(NonNull<RedisModuleCtx>);
 
 impl Reply {
+    /// Replies through `ctx`.
+    ///
+    /// # Safety
+    /// 1. `ctx` is a context the host can reply to, for as long as the
+    ///    `Reply` lives.
+    pub unsafe fn new(ctx: NonNull<RedisModuleCtx>) -> Reply {
+        Reply(ctx)
+    }
+
     /// Starts a map of `len` pairs.
     pub fn map(&self, len: usize) {
         // SAFETY: plain read of a host global set at module load.
         if let Some(f) = unsafe { RedisModule_ReplyWithMap } {
-            // SAFETY: `self.0` is the caller's reply context.
-            unsafe { f(self.0, len as c_long) };
+            // SAFETY: `self.0` is a reply context (`new`'s contract 1.).
+            unsafe { f(self.0.as_ptr(), len as c_long) };
         }
     }
 
@@ -332,18 +393,18 @@ impl Reply {
     pub fn array(&self, len: usize) {
         // SAFETY: plain read of a host global set at module load.
         if let Some(f) = unsafe { RedisModule_ReplyWithArray } {
-            // SAFETY: `self.0` is the caller's reply context.
-            unsafe { f(self.0, len as c_long) };
+            // SAFETY: `self.0` is a reply context (`new`'s contract 1.).
+            unsafe { f(self.0.as_ptr(), len as c_long) };
         }
     }
 
     /// Adds a string.
-    pub fn cstring(&self, s: *const c_char) {
+    pub fn cstring(&self, s: &CStr) {
         // SAFETY: plain read of a host global set at module load.
         if let Some(f) = unsafe { RedisModule_ReplyWithCString } {
-            // SAFETY: `self.0` is the caller's reply context; `s` is a
-            // NUL-terminated string the caller keeps alive.
-            unsafe { f(self.0, s) };
+            // SAFETY: `self.0` is a reply context (`new`'s contract 1.); a
+            // CStr is NUL-terminated.
+            unsafe { f(self.0.as_ptr(), s.as_ptr()) };
         }
     }
 }

@@ -1,19 +1,24 @@
 //! mrconn: RediSearch's coordinator connection pool (`conn.c`), in Rust, with
 //! graceful draining when pools shrink or nodes go away.
 //!
-//! Module map:
+//! Module map, each module using only those below it:
 //! - [`exports`]: the C ABI of `conn.h`, plus the drain controls. Checks and
 //!   converts arguments, nothing else.
-//! - [`manager`]: the node-id → pool map and the operations on it.
-//! - [`drain`]: what happens to connections that leave a pool (Shrink, node
-//!   removal, endpoint change): draining, deadlines, reports.
-//! - [`backlog`]: opening, sorting and closing connections on the loop in
-//!   slices, so that no resize stalls it at any pool size.
+//! - [`resize`]: what happens on Shrink, Expand, Add, Disconnect and
+//!   Shutdown, the slices that do the socket work on the loop, and the hook
+//!   through which draining connections report.
+//! - [`manager`]: the node-id → pool map and the manager's state, borrowed
+//!   through `Parts`.
+//! - [`backlog`]: the queue of resize work and the idle handle that runs it.
+//! - [`drain`]: connections that left a pool: sorting them, their drains,
+//!   deadlines and reports.
+//! - [`conn`]: one connection's life on hiredis: connect, TLS, AUTH,
+//!   back-off; `ConnRef`, the handle every use goes through.
+//! - [`tls`]: the client TLS context from the Redis config.
 //! - [`pending`]: the commands a hiredis context still owes a reply: when it
 //!   is idle, and failing them with an error reply.
-//! - [`conn`]: one connection's life on hiredis: connect, TLS, AUTH, back-off.
-//! - [`tls`]: the client TLS context from the Redis config.
 //! - [`event_loop`]: attaching hiredis to libuv, and the library's timers.
+//! - [`reentry`]: the re-entrancy guard of debug and sanitizer builds.
 //! - [`host`]: everything taken from RediSearch. [`sys`]: generated bindings.
 //! - [`alloc`]: the host allocator for all of the library's memory.
 //!
@@ -29,5 +34,7 @@ mod exports;
 mod host;
 mod manager;
 mod pending;
+mod reentry;
+mod resize;
 mod sys;
 mod tls;

@@ -1,26 +1,28 @@
 //! The manager: a host dict from node id to that node's pool, and the
-//! operations of `conn.h` on it.
+//! manager's own state. The operations on them are in [`crate::resize`].
 //!
 //! The dict is RediSearch's own (callers iterate it), keyed by node-id
-//! strings it copies, and its value destructor retires a pool. The manager's
+//! strings it copies, and its value destructor frees a pool. The manager's
 //! own state, which `MRConnManager`'s fixed 16 bytes cannot hold, lives in the
-//! dict's `privdata`.
+//! dict's `privdata`. Both are reached through [`Parts`], a borrow that the
+//! re-entrancy guard checks in debug builds.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 
-use mrconn_core::{ConnState, DrainCause, Pool};
+use mrconn_core::{ConnState, Pool};
 
 use crate::backlog::Backlog;
-use crate::conn::MRConn;
-use crate::drain::{self, Drains};
+use crate::conn::ConnRef;
+use crate::drain::Drains;
 use crate::host::{
-    self, Level, MREndpoint, RS_dictAddOrFind, RS_dictCreate, RS_dictDelete, RS_dictFind,
+    self, Endpoint, RS_dictAddOrFind, RS_dictCreate, RS_dictDelete, RS_dictFind,
     RS_dictGetIterator, RS_dictNext, RS_dictRelease, RS_dictReleaseIterator, RS_dictReplace, Reply,
-    array_ensure_append_n_func, array_len_func, array_new_sz, dict, dictEntry, dictType, hlog,
+    array_ensure_append_n_func, array_len_func, array_new_sz, dict, dictEntry, dictType,
     stringsHashFunction, stringsKeyCompare, stringsKeyDestructor, stringsKeyDup,
 };
+use crate::reentry;
 use crate::sys::uv::uv_loop_t;
 
 /// The connection manager of one IO runtime. Layout is ABI (`conn.h`):
@@ -28,36 +30,32 @@ use crate::sys::uv::uv_loop_t;
 #[repr(C)]
 #[expect(non_snake_case, reason = "the C names of conn.h")]
 pub struct MRConnManager {
-    /// Node id → pool.
-    pub map: *mut dict,
+    /// Node id → pool; NULL before Init and after Shutdown.
+    map: *mut dict,
     /// Connections per node.
-    pub nodeConns: c_int,
+    nodeConns: c_int,
 }
 
 /// One node's pool: the dict value. Its connections (those still to open
 /// included) and the endpoint and loop they are opened with.
 pub struct NodePool {
-    conns: Pool<NonNull<MRConn>>,
-    ep: MREndpoint,
+    conns: Pool<ConnRef>,
+    ep: Endpoint,
     loop_: NonNull<uv_loop_t>,
 }
 
 impl NodePool {
     /// A pool of `size` connections to `ep` on `loop_`, none opened yet.
-    fn new(ep: &MREndpoint, loop_: NonNull<uv_loop_t>, size: usize) -> NodePool {
-        let mut pool = NodePool {
+    pub fn new(ep: Endpoint, loop_: NonNull<uv_loop_t>, size: usize) -> NodePool {
+        NodePool {
             conns: Pool::unopened(size),
-            ep: MREndpoint::empty(),
+            ep,
             loop_,
-        };
-        // SAFETY: `ep` is valid; the copy's strings are owned by the pool
-        // and freed in `drop`.
-        unsafe { host::MREndpoint_Copy(&mut pool.ep, ep) };
-        pool
+        }
     }
 
     /// The node's endpoint.
-    pub fn endpoint(&self) -> &MREndpoint {
+    pub fn endpoint(&self) -> &Endpoint {
         &self.ep
     }
 
@@ -71,15 +69,14 @@ impl NodePool {
     /// pool of size 0.
     pub fn state(&self) -> Option<ConnState> {
         match self.conns.first() {
-            // SAFETY: pool connections are live.
-            Some(c) => Some(unsafe { c.as_ref() }.state()),
+            Some(c) => Some(c.state()),
             None => (self.size() > 0).then_some(ConnState::Connecting),
         }
     }
 }
 
 impl std::ops::Deref for NodePool {
-    type Target = Pool<NonNull<MRConn>>;
+    type Target = Pool<ConnRef>;
     fn deref(&self) -> &Self::Target {
         &self.conns
     }
@@ -91,33 +88,77 @@ impl std::ops::DerefMut for NodePool {
     }
 }
 
-impl Drop for NodePool {
-    fn drop(&mut self) {
-        // SAFETY: `ep` was filled by MREndpoint_Copy in `new` and is freed
-        // once, here.
-        unsafe { host::MREndpoint_Free(&mut self.ep) };
-    }
-}
-
 /// The manager's state beyond the two ABI fields: the dict's `privdata`.
+#[derive(Default)]
 pub struct State {
     /// Connections that left their pool and are finishing their work.
     pub drains: Drains,
-    /// Connections to open and close on the loop, in slices.
+    /// Connections to open, sort and close on the loop, in slices.
     pub backlog: Backlog,
 }
 
-impl State {
-    /// The state of a manager's map.
+/// A manager's pools and state, borrowed together. While one lives, no user
+/// callback may run: the re-entrancy guard checks it in debug builds.
+pub struct Parts<'a> {
+    /// The pools.
+    pub pools: Pools<'a>,
+    /// The map, for the handles and connections that reach back to it.
+    pub map: Map,
+    /// The state.
+    pub state: &'a mut State,
+}
+
+/// A live manager's map: how the loop's callbacks (the slices, the
+/// connections' hooks) reach their manager.
+#[derive(Clone, Copy)]
+pub struct Map(NonNull<dict>);
+
+impl Map {
+    /// A handle to `map`.
     ///
     /// # Safety
-    /// 1. `map` is the live map of a manager, and nothing else refers to its
-    ///    state for the reference's lifetime.
-    pub unsafe fn of<'a>(map: NonNull<dict>) -> &'a mut State {
+    /// 1. `map` is the map of a manager, made by `new`, and the result and
+    ///    its copies are used on its loop thread, only until Shutdown
+    ///    releases it.
+    /// 2. The [`Parts`] made through them never overlap with another borrow
+    ///    of the same manager's pools and state (the re-entrancy guard
+    ///    checks this in debug builds).
+    pub unsafe fn new(map: NonNull<dict>) -> Map {
+        Map(map)
+    }
+
+    /// The pointer, for a libuv handle's or a connection's owner data.
+    pub fn ptr(self) -> NonNull<dict> {
+        self.0
+    }
+
+    /// The manager's pools and state.
+    pub fn parts(&self) -> Parts<'_> {
+        // SAFETY: `new`'s contract 1. and 2.
+        unsafe { Parts::of(self.0) }
+    }
+}
+
+impl Parts<'_> {
+    /// The pools and state of the manager whose map is `map`.
+    ///
+    /// # Safety
+    /// 1. `map` is the live map of a manager (made by `new`, not released),
+    ///    used on its loop thread, and nothing else refers to its pools or
+    ///    state while the result lives.
+    unsafe fn of<'a>(map: NonNull<dict>) -> Parts<'a> {
+        // SAFETY: 1.
+        let pools = unsafe { Pools::of(map) };
         // SAFETY: 1.: a live map of ours has its State as privdata.
         let privdata = unsafe { (*map.as_ptr()).privdata };
-        // SAFETY: 1.
-        unsafe { &mut *privdata.cast::<State>() }
+        Parts {
+            pools,
+            // SAFETY: 1.
+            map: unsafe { Map::new(map) },
+            // SAFETY: 1.: the State made in `init`, which no dict entry
+            // points into, referred to by nothing else.
+            state: unsafe { &mut *privdata.cast::<State>() },
+        }
     }
 }
 
@@ -133,195 +174,126 @@ static POOL_DICT_TYPE: dictType = dictType {
 /// Frees a pool the dict drops. It is empty: Disconnect and Shutdown take
 /// the connections out first, so that none closes (and runs callbacks that
 /// may call back into the manager) while the dict is changing.
-extern "C" fn destroy_pool(_privdata: *mut c_void, pool: *mut c_void) {
+unsafe extern "C" fn destroy_pool(_privdata: *mut c_void, pool: *mut c_void) {
     if pool.is_null() {
         return;
     }
-    // SAFETY: every value of our dicts is a Box<NodePool> made in `add`.
+    // SAFETY: every value of our dicts is a Box<NodePool> made in `insert`.
     let pool = unsafe { Box::from_raw(pool.cast::<NodePool>()) };
     debug_assert!(pool.is_empty(), "a pool reached the dict's destructor");
 }
 
 impl MRConnManager {
-    /// `MRConnManager_Init`.
-    pub fn init(&mut self, node_conns: c_int) {
-        let state = Box::into_raw(Box::new(State {
-            drains: Drains::default(),
-            backlog: Backlog::default(),
-        }));
+    /// `MRConnManager_Init`: an empty manager of `node_conns` connections
+    /// per node.
+    pub fn new(node_conns: c_int) -> MRConnManager {
+        let state = Box::into_raw(Box::<State>::default());
         // SAFETY: the type is a static the dict only reads; the state lives
-        // until `shutdown` releases the dict.
-        self.map =
-            unsafe { RS_dictCreate(ptr::from_ref(&POOL_DICT_TYPE).cast_mut(), state.cast()) };
-        self.nodeConns = node_conns;
+        // until Shutdown releases the dict.
+        let map = unsafe { RS_dictCreate(ptr::from_ref(&POOL_DICT_TYPE).cast_mut(), state.cast()) };
+        MRConnManager {
+            map,
+            nodeConns: node_conns,
+        }
     }
 
-    /// Whether `init` ran and `shutdown` did not.
-    pub fn is_live(&self) -> bool {
-        !self.map.is_null()
+    /// Its map, while `init` ran and Shutdown did not.
+    pub fn map(&self) -> Option<Map> {
+        let map = NonNull::new(self.map)?;
+        // SAFETY: a non-NULL map was made by `new` (the field is private,
+        // and C hands over only initialised managers, on their loop thread);
+        // every borrow of its pools and state goes through a Map or `parts`,
+        // which take turns (see `crate::resize`).
+        Some(unsafe { Map::new(map) })
     }
 
-    /// The manager's own state.
-    pub fn state(&mut self) -> &mut State {
-        self.parts().1
+    /// Connections per node.
+    pub fn node_conns(&self) -> u32 {
+        u32::try_from(self.nodeConns).unwrap_or(0)
     }
 
-    /// The map, live (callers check `is_live`).
-    pub fn map(&self) -> NonNull<dict> {
-        NonNull::new(self.map).expect("a live manager has a map")
+    /// Sets the connections per node.
+    pub fn set_node_conns(&mut self, num: u32) {
+        self.nodeConns = c_int::try_from(num).unwrap_or(c_int::MAX);
     }
 
-    /// The pools and the state, borrowed apart: they live in different
-    /// allocations (dict entries, and the dict's privdata).
-    pub fn parts(&mut self) -> (Pools<'_>, &mut State) {
-        // SAFETY: the map is live; privdata is the State made in `init`,
-        // which no dict entry points into, borrowed with `self`.
-        let state = unsafe { State::of(self.map()) };
-        // SAFETY: as above.
-        (unsafe { Pools::of(self.map()) }, state)
+    /// Its pools and state, while it is live.
+    pub fn parts(&mut self) -> Option<Parts<'_>> {
+        let map = NonNull::new(self.map)?;
+        // SAFETY: as in `map`; `&mut self` excludes another borrow through
+        // the manager.
+        Some(unsafe { Parts::of(map) })
     }
 
-    /// The pool of `id`.
+    /// Its pools, while it is live (without its state: the query path).
+    #[inline]
+    pub fn pools(&mut self) -> Option<Pools<'_>> {
+        let map = NonNull::new(self.map)?;
+        // SAFETY: as in `parts`.
+        Some(unsafe { Pools::of(map) })
+    }
+
+    /// Takes its map away: it is shut down from now on.
     ///
     /// # Safety
-    /// `id` is NUL-terminated.
-    pub unsafe fn pool(&mut self, id: NonNull<c_char>) -> Option<&mut NodePool> {
-        // SAFETY: caller's guarantee.
-        unsafe {
-            Pools {
-                map: self.map,
-                _borrow: PhantomData,
-            }
-            .find(id)
-        }
+    /// 1. `mgr` points to a valid manager, on its loop thread.
+    pub unsafe fn take_map(mgr: NonNull<MRConnManager>) -> Option<Map> {
+        // SAFETY: 1.
+        let field = unsafe { &raw mut (*mgr.as_ptr()).map };
+        // SAFETY: 1.: a valid, aligned field.
+        let map = NonNull::new(unsafe { ptr::replace(field, ptr::null_mut()) })?;
+        // SAFETY: as in `map`: the manager's, and its last handle.
+        Some(unsafe { Map::new(map) })
     }
 
-    /// `MRConnManager_Add`. The pool takes its size at once; the backlog
-    /// opens its connections in slices (and a topology update adds
-    /// thousands of connections in one loop callback).
-    pub fn add(&mut self, loop_: NonNull<uv_loop_t>, id: &CStr, ep: &MREndpoint) -> bool {
-        let node_conns = usize::try_from(self.nodeConns).unwrap_or(0);
-        let map = self.map();
-        let (pools, state) = self.parts();
-        // SAFETY: a CStr is NUL-terminated.
-        let old = unsafe { pools.find(NonNull::from(id).cast()) };
-        if let Some(old) = &old {
-            // SAFETY: both endpoints are valid.
-            if unsafe { host::MREndpoint_Equal(old.endpoint(), ep) } {
-                return false;
-            }
-            hlog!(
-                Level::Notice,
-                "MRConnManager_Add: Node {} endpoint changed from {}:{} to {}:{}, reconnecting (state: {})",
-                id.to_string_lossy(),
-                old.endpoint().host_str(),
-                old.endpoint().port,
-                ep.host_str(),
-                ep.port,
-                old.state().unwrap_or(ConnState::Connecting).as_str()
-            );
-        }
-        let pool = NodePool::new(ep, loop_, node_conns);
-        // An old pool with connections still to open has its fill queued
-        // already, which serves the new one (a fill names the node).
-        if pool.to_open() > 0 && old.as_ref().is_none_or(|o| o.to_open() == 0) {
-            state.backlog.fill(map, loop_, id);
-        }
-        let Some(old) = old else {
-            // SAFETY: `map` is live; the dict copies `id` and owns the pool from now on.
-            unsafe {
-                RS_dictReplace(
-                    self.map,
-                    id.as_ptr().cast_mut().cast(),
-                    Box::into_raw(Box::new(pool)).cast(),
-                )
-            };
-            return true;
-        };
-        // The entry (and `id`, which may be its key) stays; the old
-        // connections leave.
-        let leaving = std::mem::replace(old, pool).take_all();
-        drain::retire(
-            self,
-            leaving,
-            DrainCause::EndpointChanged,
-            id.to_string_lossy().into_owned(),
-        );
-        true
-    }
-
-    /// `MRConnManager_Disconnect`: whether `id` had a pool. Its connections
-    /// drain.
-    pub fn disconnect(&mut self, id: &CStr) -> bool {
-        let map = self.map;
-        // SAFETY: a CStr is NUL-terminated.
-        let Some(pool) = (unsafe { self.pool(NonNull::from(id).cast()) }) else {
-            return false;
-        };
-        let leaving = pool.take_all();
-        // `id` may be the dict's own key, which the delete frees.
-        let node = id.to_string_lossy().into_owned();
-        // SAFETY: `map` is live; `id` is NUL-terminated. The destructor frees
-        // the now empty pool, and the key.
-        unsafe { RS_dictDelete(map, id.as_ptr().cast()) };
-        drain::retire(self, leaving, DrainCause::NodeRemoved, node);
-        true
-    }
-
-    /// `MRConnManager_Shutdown` of the map its manager has already let go
-    /// of: the map is released, then every connection closes now, pending
-    /// callbacks getting an error reply (they may call back into the
-    /// manager, which finds itself shut down).
-    pub fn shutdown(map: NonNull<dict>) {
-        let mut conns = Vec::new();
-        // SAFETY: the map is live and ours.
-        unsafe { Pools::of(map) }.for_each(|_, pool| conns.extend(pool.take_all()));
-        {
-            // SAFETY: as above; the reference ends with the block.
-            let state = unsafe { State::of(map) };
-            conns.extend(state.backlog.finish(&mut state.drains));
-        }
-        // SAFETY: a live map of ours has our State as privdata.
-        let state = unsafe { (*map.as_ptr()).privdata }.cast::<State>();
-        // SAFETY: `map` is live and ours; its pools are empty now.
-        unsafe { RS_dictRelease(map.as_ptr()) };
-        // SAFETY: `state` came from Box::into_raw in `init`; the dict that
-        // pointed to it is gone.
-        let mut state = unsafe { Box::from_raw(state) };
-        conns.extend(drain::force_all(&mut state.drains));
-        drop(state);
-        for conn in conns {
-            MRConn::release(conn, "connection manager shut down");
-        }
+    /// Releases the map of a manager shut down: the dict, its (empty) pools
+    /// and keys; returns the state, for Shutdown to finish.
+    ///
+    /// # Safety
+    /// 1. `map` was taken by `take_map`, its pools are empty, and no handle
+    ///    to it is used after this.
+    pub unsafe fn release(map: Map) -> Box<State> {
+        // SAFETY: 1.: a live map of ours has our State as privdata.
+        let state = unsafe { (*map.ptr().as_ptr()).privdata }.cast::<State>();
+        // SAFETY: 1.
+        unsafe { RS_dictRelease(map.ptr().as_ptr()) };
+        // SAFETY: from Box::into_raw in `new`; the dict that pointed to it
+        // is gone.
+        unsafe { Box::from_raw(state) }
     }
 
     /// `MRConnManager_FillStateDict`.
-    pub fn fill_state_dict(&mut self, out: NonNull<dict>) {
-        self.parts().0.for_each(|_, pool| {
+    ///
+    /// # Safety
+    /// 1. `out` is a live dict with C-string keys it copies, whose values are
+    ///    NULL or host arrays of C-string pointers.
+    pub unsafe fn fill_state_dict(&mut self, out: NonNull<dict>) {
+        let Some(mut parts) = self.parts() else {
+            return;
+        };
+        parts.pools.for_each(|_, pool| {
             if pool.size() == 0 {
                 return;
             }
             let ep = pool.endpoint();
-            let Ok(key) = CString::new(format!("{}:{}", ep.host_str(), ep.port)) else {
+            let Ok(key) = CString::new(format!("{}:{}", ep.host_str(), ep.port())) else {
                 return;
             };
-            // SAFETY: `out` is the caller's live dict, which copies the key.
+            // SAFETY: 1.: `out` is live and copies the key.
             let entry = unsafe { RS_dictAddOrFind(out.as_ptr(), key.as_ptr().cast_mut().cast()) };
             let Some(entry) = NonNull::new(entry) else {
                 return;
             };
             // SAFETY: the entry is live until the dict changes, which only we do here.
             let mut states = unsafe { (*entry.as_ptr()).v };
+            // 1.: the value is NULL or an array of C-string pointers.
             if states.is_null() {
                 let cap = u16::try_from(pool.size()).unwrap_or(u16::MAX);
                 // SAFETY: a plain allocation of an empty array of pointers.
                 states = unsafe { array_new_sz(size_of::<*mut c_char>() as u16, cap, 0) };
             }
             // Those still to open show as conn.c's new connections do.
-            let opened = pool.conns().iter().map(|conn| {
-                // SAFETY: pool connections are live.
-                unsafe { conn.as_ref() }.state()
-            });
+            let opened = pool.conns().iter().map(|conn| conn.state());
             let to_open = std::iter::repeat_n(ConnState::Connecting, pool.to_open());
             for state in opened.chain(to_open) {
                 let mut s = host::strdup(state.as_cstr());
@@ -335,54 +307,90 @@ impl MRConnManager {
                     )
                 };
             }
-            set_value(out, entry, states);
+            // SAFETY: 1.; `entry` is `out`'s, live.
+            unsafe { set_value(out, entry, states) };
         });
     }
 }
 
-/// The pools of a manager, borrowed from it.
+/// The pools of a manager, borrowed from it (see [`Parts`]).
 pub struct Pools<'a> {
-    map: *mut dict,
-    _borrow: PhantomData<&'a mut MRConnManager>,
+    map: NonNull<dict>,
+    _borrow: PhantomData<&'a mut State>,
+    _guard: reentry::Borrow,
 }
 
-impl<'a> Pools<'a> {
-    /// The pools of a manager's map.
+impl Pools<'_> {
+    /// The pools of the manager whose map is `map`.
     ///
     /// # Safety
-    /// 1. `map` is the live map of a manager, which does not change for `'a`
-    ///    but through the result.
-    pub unsafe fn of(map: NonNull<dict>) -> Pools<'a> {
+    /// 1. As [`Parts::of`]'s contract 1.
+    #[inline]
+    unsafe fn of<'a>(map: NonNull<dict>) -> Pools<'a> {
         Pools {
-            map: map.as_ptr(),
+            map,
             _borrow: PhantomData,
+            _guard: reentry::Borrow::parts(),
         }
     }
 
     /// The pool of `id`.
-    ///
-    /// # Safety
-    /// `id` is NUL-terminated.
-    pub unsafe fn find(self, id: NonNull<c_char>) -> Option<&'a mut NodePool> {
-        // SAFETY: `map` is live; `id` is NUL-terminated (caller's guarantee).
-        let entry = unsafe { RS_dictFind(self.map, id.as_ptr().cast()) };
-        NonNull::new(entry).map(|e| pool_of(e.as_ptr()))
+    pub fn find(&mut self, id: &CStr) -> Option<&mut NodePool> {
+        // SAFETY: a CStr is NUL-terminated.
+        unsafe { self.find_raw(NonNull::from(id).cast()) }
     }
 
-    /// Every pool, in dict order. The dict must not change meanwhile.
+    /// The pool of `id`, without measuring it first (the query path).
+    ///
+    /// # Safety
+    /// 1. `id` is NUL-terminated.
+    #[inline]
+    pub unsafe fn find_raw(&mut self, id: NonNull<c_char>) -> Option<&mut NodePool> {
+        // SAFETY: the map is live (`Parts::of`); 1.
+        let entry = unsafe { RS_dictFind(self.map.as_ptr(), id.as_ptr().cast()) };
+        // SAFETY: a live entry of our dict, borrowed with `self`.
+        NonNull::new(entry).map(|e| unsafe { pool_of(e) })
+    }
+
+    /// Makes `pool` the pool of `id`, a node that has none.
+    pub fn insert(&mut self, id: &CStr, pool: NodePool) {
+        let pool = Box::into_raw(Box::new(pool));
+        // SAFETY: the map is live; the dict copies `id` and owns the pool
+        // from now on.
+        unsafe {
+            RS_dictReplace(
+                self.map.as_ptr(),
+                id.as_ptr().cast_mut().cast(),
+                pool.cast(),
+            )
+        };
+    }
+
+    /// Removes the pool of `id`, emptied first. `id` may be the dict's own
+    /// key, which this frees.
+    pub fn remove(&mut self, id: &CStr) {
+        // SAFETY: the map is live; `id` is NUL-terminated. The destructor
+        // frees the pool, and the key.
+        unsafe { RS_dictDelete(self.map.as_ptr(), id.as_ptr().cast()) };
+    }
+
+    /// Every pool, in dict order.
     pub fn for_each(&mut self, mut f: impl FnMut(&CStr, &mut NodePool)) {
-        // SAFETY: `map` is live.
-        let it = unsafe { RS_dictGetIterator(self.map) };
+        // SAFETY: the map is live.
+        let it = unsafe { RS_dictGetIterator(self.map.as_ptr()) };
         loop {
-            // SAFETY: `it` is a live iterator of our dict.
+            // SAFETY: `it` is a live iterator of our dict, which `f` cannot
+            // change (it has no access to it).
             let entry = unsafe { RS_dictNext(it) };
-            if entry.is_null() {
+            let Some(entry) = NonNull::new(entry) else {
                 break;
-            }
+            };
             // SAFETY: a live entry of our dict.
-            let key = unsafe { (*entry).key };
+            let key = unsafe { (*entry.as_ptr()).key };
             // SAFETY: keys of our dict are NUL-terminated copies of node ids.
-            f(unsafe { CStr::from_ptr(key.cast()) }, pool_of(entry));
+            let id = unsafe { CStr::from_ptr(key.cast()) };
+            // SAFETY: a live entry of our dict, borrowed for the call.
+            f(id, unsafe { pool_of(entry) });
         }
         // SAFETY: `it` is live and released once.
         unsafe { RS_dictReleaseIterator(it) };
@@ -390,36 +398,43 @@ impl<'a> Pools<'a> {
 }
 
 /// The pool held by a live entry of a manager's dict.
-fn pool_of<'a>(entry: *mut dictEntry) -> &'a mut NodePool {
-    // SAFETY: callers pass live entries of our dict.
-    let val = unsafe { (*entry).v };
-    // SAFETY: every value of our dicts is a Box<NodePool> made in `add`,
-    // owned by the dict and used on the loop thread only.
+///
+/// # Safety
+/// 1. `entry` is a live entry of a manager's dict, and nothing else refers to
+///    its pool for `'a`.
+unsafe fn pool_of<'a>(entry: NonNull<dictEntry>) -> &'a mut NodePool {
+    // SAFETY: 1.
+    let val = unsafe { (*entry.as_ptr()).v };
+    // SAFETY: 1.: every value of our dicts is a Box<NodePool> made in
+    // `insert`, owned by the dict.
     unsafe { &mut *val.cast::<NodePool>() }
 }
 
 /// `dictSetVal`: through the dict's `valDup` when it has one.
-fn set_value(d: NonNull<dict>, entry: NonNull<dictEntry>, val: *mut c_void) {
-    // SAFETY: `d` is a live dict.
+///
+/// # Safety
+/// 1. `d` is a live dict and `entry` one of its live entries.
+unsafe fn set_value(d: NonNull<dict>, entry: NonNull<dictEntry>, val: *mut c_void) {
+    // SAFETY: 1.
     let d = unsafe { d.as_ref() };
-    // SAFETY: a live dict has a valid type.
+    // SAFETY: 1.: a live dict has a valid type.
     let dup = unsafe { (*d.type_).valDup };
     let val = match dup {
         // SAFETY: the dict's own duplicator, with its own privdata.
         Some(dup) => unsafe { dup(d.privdata, val) },
         None => val,
     };
-    // SAFETY: `entry` belongs to `d` and is live.
+    // SAFETY: 1.
     unsafe { (*entry.as_ptr()).v = val };
 }
 
 /// `MRConnManager_ReplyState`: a map of `"host:port"` to state arrays.
 ///
 /// # Safety
-/// `states` is a dict filled by `fill_state_dict`: C-string keys, values that
-/// are arrays of C strings (or NULL).
+/// 1. `states` is a live dict filled by `fill_state_dict`: C-string keys,
+///    values that are NULL or arrays of C-string pointers.
 pub unsafe fn reply_state(states: NonNull<dict>, reply: &Reply) {
-    // SAFETY: caller's guarantee: `states` is live.
+    // SAFETY: 1.
     let d = unsafe { states.as_ref() };
     reply.map((d.ht[0].used + d.ht[1].used) as usize);
     // SAFETY: as above.
@@ -430,21 +445,30 @@ pub unsafe fn reply_state(states: NonNull<dict>, reply: &Reply) {
         if entry.is_null() {
             break;
         }
-        // SAFETY: a live entry; caller's guarantee on keys and values.
+        // SAFETY: 1.: a live entry.
         let entry = unsafe { &*entry };
-        reply.cstring(entry.key.cast::<c_char>());
+        // SAFETY: 1.: keys are C strings.
+        reply.cstring(unsafe { CStr::from_ptr(entry.key.cast::<c_char>()) });
         let arr = entry.v;
         let len = if arr.is_null() {
             0
         } else {
-            // SAFETY: `arr` is an array made by the host.
+            // SAFETY: 1.: an array made by the host.
             unsafe { array_len_func(arr) }
         } as usize;
         reply.array(len);
         let elems = arr.cast::<*const c_char>();
         for i in 0..len {
-            // SAFETY: the array holds `len` C-string pointers.
-            reply.cstring(unsafe { elems.wrapping_add(i).read() });
+            // SAFETY: 1.: the array holds `len` C-string pointers.
+            let elem = unsafe { elems.wrapping_add(i).read() };
+            // A state the host could not copy (NULL) shows empty.
+            let state = if elem.is_null() {
+                c""
+            } else {
+                // SAFETY: 1.: a non-NULL element is a C string.
+                unsafe { CStr::from_ptr(elem) }
+            };
+            reply.cstring(state);
         }
     }
     // SAFETY: `it` is live and released once.

@@ -6,6 +6,11 @@
 //!
 //! One rule says when a context has work left ([`is_idle`]); both the decision
 //! to drain and the decision that a drain is over use it.
+//!
+//! mrconn never subscribes: the callbacks of `sub.channels` and
+//! `sub.patterns` (a subscribed context's per-channel callbacks) are neither
+//! counted nor failed here; hiredis still gives them NULL when it frees the
+//! context.
 
 use std::ffi::{c_int, c_void};
 use std::ptr::{self, NonNull};
@@ -13,7 +18,8 @@ use std::ptr::{self, NonNull};
 use crate::host;
 use crate::sys::glue::mrconn_free_callback;
 use crate::sys::hiredis::{
-    REDIS_DISCONNECTING, REDIS_IN_CALLBACK, REDIS_SUBSCRIBED, redisAsyncContext, redisCallbackFn,
+    REDIS_DISCONNECTING, REDIS_IN_CALLBACK, REDIS_NO_AUTO_FREE_REPLIES, REDIS_SUBSCRIBED,
+    redisAsyncContext, redisCallbackFn,
 };
 
 /// Whether `ac` has nothing left to do: no record in either list (a command
@@ -25,9 +31,15 @@ use crate::sys::hiredis::{
 pub unsafe fn is_idle(ac: NonNull<redisAsyncContext>) -> bool {
     // SAFETY: 1.; plain reads of two list heads and the flags.
     let ac = unsafe { ac.as_ref() };
-    ac.replies.head.is_null()
-        && ac.sub.replies.head.is_null()
-        && ac.c.flags & REDIS_SUBSCRIBED as c_int == 0
+    let lists_empty = ac.replies.head.is_null() && ac.sub.replies.head.is_null();
+    // `shift` relies on hiredis clearing a list's tail with its head.
+    debug_assert!(
+        !lists_empty || (ac.replies.tail.is_null() && ac.sub.replies.tail.is_null()),
+        "a hiredis reply list with a tail but no head"
+    );
+    // A subscribed context keeps its channel callbacks outside both lists:
+    // its flag alone says that messages keep coming, so it never reads idle.
+    lists_empty && ac.c.flags & REDIS_SUBSCRIBED as c_int == 0
 }
 
 /// How many records on `ac` carry a callback: the user commands that will
@@ -69,6 +81,14 @@ pub unsafe fn callbacks(ac: NonNull<redisAsyncContext>) -> u64 {
 ///    more (`data` cleared), and that the caller frees right after.
 pub unsafe fn fail_all(ac: NonNull<redisAsyncContext>, text: &str) -> u64 {
     let ac = ac.as_ptr();
+    // SAFETY: 1.: a plain read of a live context's flags.
+    let no_auto_free = unsafe { (*ac).c.flags } & REDIS_NO_AUTO_FREE_REPLIES as c_int != 0;
+    // The error replies below are the callbacks' to free, as every reply is
+    // with this option; without it hiredis would free them a second time.
+    debug_assert!(
+        no_auto_free,
+        "a context without REDIS_OPT_NOAUTOFREEREPLIES"
+    );
     // SAFETY: 1.: the flags of a live context.
     let flags = unsafe { &raw mut (*ac).c.flags };
     // SAFETY: as above.

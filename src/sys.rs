@@ -38,6 +38,17 @@ pub mod openssl {
     include!(concat!(env!("OUT_DIR"), "/openssl.rs"));
 }
 
+/// A hiredis context's error text.
+pub fn errstr(c: &hiredis::redisContext) -> String {
+    let bytes: Vec<u8> = c
+        .errstr
+        .iter()
+        .take_while(|&&b| b != 0)
+        .map(|&b| b as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// Helpers and constants of `src/glue/glue.c` and `src/glue/send.c`.
 pub mod glue {
     use std::ffi::{c_char, c_int, c_void};

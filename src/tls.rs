@@ -7,17 +7,18 @@
 //! file setting is missing. build.rs tells which from the host's headers.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
+use std::fmt;
 use std::ptr::{self, NonNull};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::conn::{MRConn, Tag, errstr};
-use crate::host::{ConfigString, Gil, Level, hlog};
+use crate::host::{ConfigString, Gil, Level, MREndpoint, hlog};
+use crate::sys::errstr;
 use crate::sys::glue::{mrconn_ssl_ctx_options, mrconn_ssl_filetype_pem, mrconn_ssl_verify_peer};
 use crate::sys::hiredis::{
     REDIS_OK, REDIS_SSL_CTX_CA_CERT_LOAD_FAILED, REDIS_SSL_CTX_CLIENT_CERT_LOAD_FAILED,
-    REDIS_SSL_CTX_CREATE_FAILED, REDIS_SSL_CTX_PRIVATE_KEY_LOAD_FAILED, redisInitiateSSL,
-    redisSSLContextGetError,
+    REDIS_SSL_CTX_CREATE_FAILED, REDIS_SSL_CTX_PRIVATE_KEY_LOAD_FAILED, redisContext,
+    redisInitiateSSL, redisSSLContextGetError,
 };
 use crate::sys::openssl::{
     SSL_CTX, SSL_CTX_free, SSL_CTX_load_verify_locations, SSL_CTX_new,
@@ -55,8 +56,8 @@ fn read_files(gil: &Gil) -> Option<Files> {
 
 /// What the configuration asks of this connection: `Ok(None)` for plain TCP.
 #[cfg(mrconn_endpoint_tls)]
-fn wanted(conn: &MRConn) -> Result<Option<Files>, ()> {
-    if !conn.endpoint().isTls {
+fn wanted(ep: &MREndpoint) -> Result<Option<Files>, ()> {
+    if !ep.isTls {
         return Ok(None);
     }
     let gil = Gil::lock();
@@ -65,7 +66,7 @@ fn wanted(conn: &MRConn) -> Result<Option<Files>, ()> {
 
 /// What the configuration asks of this connection: `Ok(None)` for plain TCP.
 #[cfg(not(mrconn_endpoint_tls))]
-fn wanted(_conn: &MRConn) -> Result<Option<Files>, ()> {
+fn wanted(_ep: &MREndpoint) -> Result<Option<Files>, ()> {
     let gil = Gil::lock();
     if !gil.config_bool(c"tls-cluster", false) && gil.config_numeric(c"tls-port", 0) == 0 {
         return Ok(None);
@@ -97,12 +98,15 @@ impl Throttle {
     }
 }
 
-/// Starts TLS on the connection's fresh context when the configuration asks
-/// for it. `Err` (logged) sends the connection back to `Reconnecting`.
-pub fn initiate(conn: NonNull<MRConn>) -> Result<(), ()> {
-    // SAFETY: called from the connect callback with a live connection.
-    let c = unsafe { conn.as_ref() };
-    let files = match wanted(c) {
+/// Starts TLS on `link`, a connection to `ep` just connected, when the
+/// configuration asks for it. `Err` (logged, each line starting with `tag`)
+/// sends the connection back to `Reconnecting`.
+pub fn initiate(
+    link: &mut redisContext,
+    ep: &MREndpoint,
+    tag: &dyn fmt::Display,
+) -> Result<(), ()> {
+    let files = match wanted(ep) {
         Ok(None) => return Ok(()),
         Ok(Some(files)) => files,
         Err(()) => {
@@ -112,7 +116,7 @@ pub fn initiate(conn: NonNull<MRConn>) -> Result<(), ()> {
                 hlog!(
                     Level::Warning,
                     "{} Error on ssl context creation: tls-cert-file, tls-key-file and tls-ca-cert-file must all be set (reported once a minute)",
-                    Tag(conn)
+                    tag
                 );
             }
             return Err(());
@@ -130,7 +134,7 @@ pub fn initiate(conn: NonNull<MRConn>) -> Result<(), ()> {
             hlog!(
                 Level::Warning,
                 "{} Error on ssl context creation: {why}",
-                Tag(conn)
+                tag
             );
             return Err(());
         }
@@ -141,25 +145,18 @@ pub fn initiate(conn: NonNull<MRConn>) -> Result<(), ()> {
     // SAFETY: the SSL object, if any, holds its own reference to `ctx`.
     unsafe { SSL_CTX_free(ctx.as_ptr()) };
     if ssl.is_null() {
-        hlog!(Level::Warning, "{} Error creating SSL object", Tag(conn));
+        hlog!(Level::Warning, "{} Error creating SSL object", tag);
         return Err(());
     }
-    let Some(ac) = c.context() else {
-        // SAFETY: `ssl` is ours and unused.
-        unsafe { SSL_free(ssl) };
-        return Err(());
-    };
-    // SAFETY: `ac` is live and connected, and ours on the loop thread.
-    let ctx = unsafe { &mut (*ac.as_ptr()).c };
     // SAFETY: hiredis takes `ssl` on success.
-    let rc = unsafe { redisInitiateSSL(ctx, ssl.cast()) };
+    let rc = unsafe { redisInitiateSSL(link, ssl.cast()) };
     if rc != REDIS_OK as c_int {
-        let why = if ctx.err != 0 {
-            errstr(ctx)
+        let why = if link.err != 0 {
+            errstr(link)
         } else {
             "Unknown error".to_owned()
         };
-        hlog!(Level::Warning, "{} Error on tls auth, {why}.", Tag(conn));
+        hlog!(Level::Warning, "{} Error on tls auth, {why}.", tag);
         // SAFETY: hiredis did not take `ssl`.
         unsafe { SSL_free(ssl) };
         return Err(());
@@ -220,7 +217,12 @@ fn context(files: &Files) -> Result<NonNull<SSL_CTX>, u32> {
 }
 
 /// OpenSSL's passphrase callback; `u` points at an `Option<&[u8]>`.
-extern "C" fn passphrase(buf: *mut c_char, size: c_int, _rwflag: c_int, u: *mut c_void) -> c_int {
+unsafe extern "C" fn passphrase(
+    buf: *mut c_char,
+    size: c_int,
+    _rwflag: c_int,
+    u: *mut c_void,
+) -> c_int {
     if u.is_null() {
         return -1;
     }

@@ -1,0 +1,368 @@
+//! What happens on `Shrink`, `Expand`, `Add`, `Disconnect` and `Shutdown`,
+//! and the loop's side of it: the slices that open, sort and close
+//! connections, and the hook through which draining connections report.
+//!
+//! A call changes the pools at once and queues the socket work
+//! ([`crate::backlog`]): a pool's size is its new size (`FillStateDict`
+//! shows the connections still to open as `Connecting`, as conn.c's new
+//! connections are), and a connection that left its pool is in none, so
+//! `MRConn_Get` never returns it. Leaving connections are sorted
+//! ([`Leave`]): the first [`IN_CALL_AT_LEAST`] in the call, more while
+//! [`IN_CALL`] allows, the rest in slices of at most [`SLICE`] per loop
+//! iteration. `Shutdown` does what is left inside the call (CONTRACT §5).
+//!
+//! No user callback runs while the manager's pools or state are borrowed:
+//! every step borrows them ([`Map::parts`]), collects what must close, and
+//! lets go before closing it.
+
+use std::ffi::{CStr, c_void};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use mrconn_core::{ConnState, DrainCause};
+
+use crate::backlog::{Job, NodeId};
+use crate::conn::{ConnRef, MRConn, Owner, Report};
+use crate::drain::{self, Leave, Sorted};
+use crate::event_loop::Idle;
+use crate::host::{Endpoint, Level, hlog};
+use crate::manager::{MRConnManager, Map, NodePool, Parts};
+use crate::sys::uv::{uv_idle_t, uv_loop_t};
+
+/// How long a call sorts leaving connections itself: what is left goes to
+/// the backlog, whose slice may run in the same loop iteration.
+const IN_CALL: Duration = Duration::from_micros(100);
+
+/// How many leaving connections a call sorts whatever the time (about 0.1 to
+/// 0.5 µs each): a resize of that many is over when the call returns, its
+/// notice logged, on any machine and build.
+const IN_CALL_AT_LEAST: usize = 256;
+
+/// The most work one loop iteration does.
+const SLICE: Duration = Duration::from_micros(100);
+
+/// `MRConnManager_Shrink`: every pool keeps its first `num` connections; the
+/// others leave (a connection never opened is simply forgotten).
+pub fn shrink(mgr: &mut MRConnManager, num: u32) {
+    let from = mgr.node_conns();
+    let Some(mut parts) = mgr.parts() else {
+        return;
+    };
+    let mut surplus = Vec::new();
+    parts
+        .pools
+        .for_each(|_, pool| pool.shrink_into(num as usize, &mut surplus));
+    let map = parts.map;
+    drop(parts);
+    mgr.set_node_conns(num);
+    depart(
+        map,
+        Leave::new(surplus, DrainCause::Shrink { from, to: num }, None),
+    );
+}
+
+/// `MRConnManager_Expand`: every pool grows to `num`; the slices open the
+/// new connections, taking back draining connections to the same endpoint
+/// before opening new ones.
+pub fn expand(mgr: &mut MRConnManager, num: u32, loop_: NonNull<uv_loop_t>) {
+    let Some(mut parts) = mgr.parts() else {
+        return;
+    };
+    let Parts { pools, state, .. } = &mut parts;
+    let mut woke = false;
+    pools.for_each(|id, pool| {
+        // A pool with connections still to open has its fill queued already.
+        let queued = pool.to_open() > 0;
+        pool.grow_to(num as usize);
+        if !queued && pool.to_open() > 0 {
+            state.backlog.push_back(Job::Fill {
+                node: NodeId::new(id),
+            });
+            woke = true;
+        }
+    });
+    if woke {
+        wake(&mut parts, loop_);
+    }
+    drop(parts);
+    mgr.set_node_conns(num);
+}
+
+/// `MRConnManager_Add`: gives `id` a pool of `nodeConns` connections to `ep`,
+/// opened by the slices; false when it has one to an equal endpoint. The
+/// connections of an older pool to another endpoint leave.
+///
+/// # Safety
+/// 1. `ep` is a valid endpoint (its strings NUL-terminated or NULL).
+pub unsafe fn add(
+    mgr: &mut MRConnManager,
+    loop_: NonNull<uv_loop_t>,
+    id: &CStr,
+    ep: &crate::host::MREndpoint,
+) -> bool {
+    let size = mgr.node_conns() as usize;
+    let Some(mut parts) = mgr.parts() else {
+        return false;
+    };
+    // SAFETY: 1.
+    let ep = unsafe { Endpoint::copy(ep) };
+    let old = parts.pools.find(id);
+    if let Some(old) = &old {
+        if *old.endpoint() == ep {
+            return false;
+        }
+        hlog!(
+            Level::Notice,
+            "MRConnManager_Add: Node {} endpoint changed from {}:{} to {}:{}, reconnecting (state: {})",
+            id.to_string_lossy(),
+            old.endpoint().host_str(),
+            old.endpoint().port(),
+            ep.host_str(),
+            ep.port(),
+            old.state().unwrap_or(ConnState::Connecting).as_str()
+        );
+    }
+    // An old pool with connections still to open has its fill queued
+    // already, which serves the new one (a fill names the node).
+    let fill = size > 0 && old.as_ref().is_none_or(|o| o.to_open() == 0);
+    let pool = NodePool::new(ep, loop_, size);
+    let leaving = match old {
+        // The entry (and `id`, which may be its key) stays; the old
+        // connections leave.
+        Some(old) => Some(std::mem::replace(old, pool).take_all()),
+        None => {
+            parts.pools.insert(id, pool);
+            None
+        }
+    };
+    if fill {
+        parts.state.backlog.push_back(Job::Fill {
+            node: NodeId::new(id),
+        });
+        wake(&mut parts, loop_);
+    }
+    let map = parts.map;
+    drop(parts);
+    if let Some(leaving) = leaving {
+        let node = id.to_string_lossy().into_owned();
+        depart(
+            map,
+            Leave::new(leaving, DrainCause::EndpointChanged, Some(node)),
+        );
+    }
+    true
+}
+
+/// `MRConnManager_Disconnect`: whether `id` had a pool. Its connections
+/// leave.
+pub fn disconnect(mgr: &mut MRConnManager, id: &CStr) -> bool {
+    let Some(mut parts) = mgr.parts() else {
+        return false;
+    };
+    let Some(pool) = parts.pools.find(id) else {
+        return false;
+    };
+    let leaving = pool.take_all();
+    // `id` may be the dict's own key, which the removal frees.
+    let node = id.to_string_lossy().into_owned();
+    parts.pools.remove(id);
+    let map = parts.map;
+    drop(parts);
+    depart(
+        map,
+        Leave::new(leaving, DrainCause::NodeRemoved, Some(node)),
+    );
+    true
+}
+
+/// `MRConnManager_Shutdown` of the map its manager has already let go of:
+/// the map is released, then every connection closes now, pending
+/// callbacks getting an error reply (they may call back into the manager,
+/// which finds itself shut down).
+///
+/// # Safety
+/// 1. `map` was taken by `MRConnManager::take_map`; no handle to it is used
+///    after this.
+pub unsafe fn shutdown(map: Map) {
+    let mut conns = Vec::new();
+    {
+        let mut parts = map.parts();
+        parts
+            .pools
+            .for_each(|_, pool| conns.extend(pool.take_all()));
+        for job in parts.state.backlog.finish() {
+            match job {
+                Job::Close(held) => conns.extend(held.let_go()),
+                Job::Leave(leave) => conns.extend(leave.abandon(&mut parts.state.drains)),
+                Job::Fill { .. } => {}
+            }
+        }
+    }
+    // SAFETY: 1.; its pools are empty now.
+    let mut state = unsafe { MRConnManager::release(map) };
+    conns.extend(drain::force_all(&mut state.drains));
+    drop(state);
+    for conn in conns {
+        conn.release("connection manager shut down");
+    }
+}
+
+/// Sends `leave` on its way: sorts [`IN_CALL_AT_LEAST`] connections, and
+/// more while [`IN_CALL`] allows, now; queues the rest for the slices.
+fn depart(map: Map, mut leave: Leave) {
+    let start = Instant::now();
+    let mut sorted = 0;
+    loop {
+        // Its own statement: the borrow ends before `close`.
+        let next = leave.sort_next(&mut map.parts().state.drains);
+        match next {
+            Sorted::Done => return,
+            Sorted::Busy => {}
+            Sorted::Idle(conn) => close(map, conn),
+        }
+        sorted += 1;
+        // With none left, the next sort finishes the call's work here.
+        if leave.remaining() > 0 && sorted >= IN_CALL_AT_LEAST && start.elapsed() >= IN_CALL {
+            let mut parts = map.parts();
+            let Some(loop_) = leave.event_loop() else {
+                return;
+            };
+            // First: until a busy connection is sorted, its drain has no
+            // deadline timer.
+            parts.state.backlog.push_front(Job::Leave(Box::new(leave)));
+            wake(&mut parts, loop_);
+            return;
+        }
+    }
+}
+
+/// Closes `conn`, which left its pool with nothing pending: in a slice when
+/// it has a socket (about 20 µs to close), now when it has none (which runs
+/// no callback: nothing can be pending on it).
+fn close(map: Map, conn: ConnRef) {
+    if conn.context().is_none() {
+        conn.release("connection left its pool");
+        return;
+    }
+    let Some(held) = conn.hold() else {
+        return;
+    };
+    let loop_ = held.event_loop();
+    let mut parts = map.parts();
+    parts.state.backlog.push_back(Job::Close(held));
+    wake(&mut parts, loop_);
+}
+
+/// Makes sure a slice runs soon.
+fn wake(parts: &mut Parts<'_>, loop_: NonNull<uv_loop_t>) {
+    let map = parts.map;
+    parts.state.backlog.wake(|| {
+        // SAFETY: the loop of a call or connection of this manager is live,
+        // on its thread; the map outlives the handle (Shutdown closes it
+        // before releasing the map), and `run_slice` takes it as a Map.
+        unsafe { Idle::new(loop_, map.ptr().as_ptr().cast(), run_slice) }
+    });
+}
+
+/// Opens the next connection `pool` has to open: a draining connection to
+/// its endpoint taken back, or a new one. Whether one is left to open.
+/// Runs no callback.
+fn open_one(parts: &mut Parts<'_>, node: &CStr) -> bool {
+    let map = parts.map;
+    let Some(pool) = parts.pools.find(node) else {
+        return false;
+    };
+    if pool.to_open() == 0 {
+        return false;
+    }
+    let conn = drain::reclaim(&mut parts.state.drains, pool.endpoint()).unwrap_or_else(|| {
+        // SAFETY: a manager's map lives while any of its connections drains
+        // (Shutdown ends every drain before it releases the map), and the
+        // hook borrows nothing live while it runs.
+        let owner = unsafe { Owner::new(on_report, map.ptr().cast()) };
+        // SAFETY: a pool's loop is live, and slices run on it.
+        unsafe { MRConn::open(pool.endpoint(), pool.event_loop(), owner) }
+    });
+    pool.fill_one(conn);
+    pool.to_open() > 0
+}
+
+/// One slice: queued work until the queue is empty or [`SLICE`] is spent.
+///
+/// # Safety
+/// 1. `handle` is the idle handle made by `wake`, not closed.
+unsafe extern "C" fn run_slice(handle: *mut uv_idle_t) {
+    // SAFETY: 1.
+    let owner = unsafe { Idle::owner(handle) };
+    let Some(map) = NonNull::new(owner.cast()) else {
+        return;
+    };
+    // SAFETY: 1.: `wake` gave the handle its manager's map, live while the
+    // handle is; each step below borrows its parts and lets go before
+    // closing anything.
+    let map = unsafe { Map::new(map) };
+    let start = Instant::now();
+    loop {
+        let mut parts = map.parts();
+        let Some(job) = parts.state.backlog.pop_front() else {
+            return;
+        };
+        match job {
+            Job::Close(held) => {
+                drop(parts);
+                if let Some(conn) = held.let_go() {
+                    conn.release("connection left its pool");
+                }
+            }
+            Job::Leave(mut leave) => match leave.sort_next(&mut parts.state.drains) {
+                Sorted::Done => {}
+                Sorted::Busy => parts.state.backlog.push_front(Job::Leave(leave)),
+                Sorted::Idle(conn) => {
+                    parts.state.backlog.push_front(Job::Leave(leave));
+                    drop(parts);
+                    close(map, conn);
+                }
+            },
+            Job::Fill { node } => {
+                // Back of the queue: the nodes of a topology take turns, so
+                // that each has a connection soon (RediSearch's IO thread
+                // waits for one to every node before it serves).
+                if open_one(&mut parts, node.as_cstr()) {
+                    parts.state.backlog.push_back(Job::Fill { node });
+                }
+            }
+        }
+        if start.elapsed() >= SLICE {
+            return;
+        }
+    }
+}
+
+/// What a draining connection reports (the hook of [`Owner`]).
+///
+/// # Safety
+/// 1. `data` is the map of `conn`'s manager, live (see `open_one`), and no
+///    borrow of its pools or state is live.
+unsafe fn on_report(data: NonNull<c_void>, conn: ConnRef, report: Report) {
+    // SAFETY: 1.
+    let map = unsafe { Map::new(data.cast()) };
+    let parts = map.parts();
+    let drains = &mut parts.state.drains;
+    match report {
+        Report::Read => {
+            if drain::on_read(drains, conn) {
+                drop(parts);
+                close(map, conn);
+            }
+        }
+        Report::LinkLost => drain::on_link_lost(drains, conn),
+        Report::Deadline => {
+            let Some(ms) = drain::on_deadline(drains, conn) else {
+                return;
+            };
+            // The callbacks failed here may call back into the manager.
+            drop(parts);
+            conn.release(&format!("drain deadline of {ms} ms reached"));
+        }
+    }
+}
