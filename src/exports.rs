@@ -414,7 +414,7 @@ pub unsafe extern "C" fn MRConnManager_Add(
         );
         return false;
     }
-    // SAFETY: 3.
+    // SAFETY: 1., 2. and 3.
     unsafe { resize::add(&mut mgr, loop_, id, ep) }
 }
 
@@ -505,7 +505,8 @@ pub unsafe extern "C" fn MRConnManager_Expand(
             "MRConnManager_Expand: pool size {num} out of 0..={MAX_POOL_SIZE}, using {size}"
         );
     }
-    resize::expand(&mut mgr, size, loop_);
+    // SAFETY: 1. and 2.
+    unsafe { resize::expand(&mut mgr, size, loop_) };
 }
 
 /// Closes every connection now and releases the map. Every callback still

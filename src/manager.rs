@@ -46,7 +46,10 @@ pub struct NodePool {
 
 impl NodePool {
     /// A pool of `size` connections to `ep` on `loop_`, none opened yet.
-    pub fn new(ep: Endpoint, loop_: NonNull<uv_loop_t>, size: usize) -> NodePool {
+    ///
+    /// # Safety
+    /// 1. `loop_` is live while the pool is, and the manager's loop.
+    pub unsafe fn new(ep: Endpoint, loop_: NonNull<uv_loop_t>, size: usize) -> NodePool {
         NodePool {
             conns: Pool::unopened(size),
             ep,

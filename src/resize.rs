@@ -64,7 +64,10 @@ pub fn shrink(mgr: &mut MRConnManager, num: u32) {
 /// `MRConnManager_Expand`: every pool grows to `num`; the slices open the
 /// new connections, taking back draining connections to the same endpoint
 /// before opening new ones.
-pub fn expand(mgr: &mut MRConnManager, num: u32, loop_: NonNull<uv_loop_t>) {
+///
+/// # Safety
+/// 1. `loop_` is the manager's live loop, and this runs on its thread.
+pub unsafe fn expand(mgr: &mut MRConnManager, num: u32, loop_: NonNull<uv_loop_t>) {
     let Some(mut parts) = mgr.parts() else {
         return;
     };
@@ -82,7 +85,8 @@ pub fn expand(mgr: &mut MRConnManager, num: u32, loop_: NonNull<uv_loop_t>) {
         }
     });
     if woke {
-        wake(&mut parts, loop_);
+        // SAFETY: 1.
+        unsafe { wake(&mut parts, loop_) };
     }
     drop(parts);
     mgr.set_node_conns(num);
@@ -94,6 +98,7 @@ pub fn expand(mgr: &mut MRConnManager, num: u32, loop_: NonNull<uv_loop_t>) {
 ///
 /// # Safety
 /// 1. `ep` is a valid endpoint (its strings NUL-terminated or NULL).
+/// 2. `loop_` is the manager's live loop, and this runs on its thread.
 pub unsafe fn add(
     mgr: &mut MRConnManager,
     loop_: NonNull<uv_loop_t>,
@@ -125,7 +130,8 @@ pub unsafe fn add(
     // An old pool with connections still to open has its fill queued
     // already, which serves the new one (a fill names the node).
     let fill = size > 0 && old.as_ref().is_none_or(|o| o.to_open() == 0);
-    let pool = NodePool::new(ep, loop_, size);
+    // SAFETY: 2.
+    let pool = unsafe { NodePool::new(ep, loop_, size) };
     let leaving = match old {
         // The entry (and `id`, which may be its key) stays; the old
         // connections leave.
@@ -139,7 +145,8 @@ pub unsafe fn add(
         parts.state.backlog.push_back(Job::Fill {
             node: NodeId::new(id),
         });
-        wake(&mut parts, loop_);
+        // SAFETY: 2.
+        unsafe { wake(&mut parts, loop_) };
     }
     let map = parts.map;
     drop(parts);
@@ -230,7 +237,8 @@ fn depart(map: Map, mut leave: Leave) {
             // First: until a busy connection is sorted, its drain has no
             // deadline timer.
             parts.state.backlog.push_front(Job::Leave(Box::new(leave)));
-            wake(&mut parts, loop_);
+            // SAFETY: the loop of live connections.
+            unsafe { wake(&mut parts, loop_) };
             return;
         }
     }
@@ -250,16 +258,19 @@ fn close(map: Map, conn: ConnRef) {
     let loop_ = held.event_loop();
     let mut parts = map.parts();
     parts.state.backlog.push_back(Job::Close(held));
-    wake(&mut parts, loop_);
+    // SAFETY: the loop of a live connection, whose hooks and slices run on it.
+    unsafe { wake(&mut parts, loop_) };
 }
 
 /// Makes sure a slice runs soon.
-fn wake(parts: &mut Parts<'_>, loop_: NonNull<uv_loop_t>) {
+///
+/// # Safety
+/// 1. `loop_` is the manager's live loop, and this runs on its thread.
+unsafe fn wake(parts: &mut Parts<'_>, loop_: NonNull<uv_loop_t>) {
     let map = parts.map;
     parts.state.backlog.wake(|| {
-        // SAFETY: the loop of a call or connection of this manager is live,
-        // on its thread; the map outlives the handle (Shutdown closes it
-        // before releasing the map), and `run_slice` takes it as a Map.
+        // SAFETY: 1.; the map outlives the handle (Shutdown closes it before
+        // releasing the map), and `run_slice` takes it as a Map.
         unsafe { Idle::new(loop_, map.ptr().as_ptr().cast(), run_slice) }
     });
 }
