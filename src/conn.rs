@@ -293,7 +293,7 @@ impl MRConn {
             self.refuse_send();
             return REDIS_ERR;
         }
-        if cmd.cmd.is_null() || (cmd.protocol != 0 && cmd.protocol != self.protocol.get()) {
+        if cmd.sds().is_null() || (cmd.protocol() != 0 && cmd.protocol() != self.protocol.get()) {
             // SAFETY: 1. and 2.
             return unsafe { self.prepare_and_send(cmd, callback, privdata) };
         }
@@ -317,7 +317,7 @@ impl MRConn {
             return REDIS_ERR;
         };
         // SAFETY: `ac` is this connection's live context; 1. and 2.
-        unsafe { mrconn_send_formatted(ac.as_ptr(), callback, privdata, cmd.cmd) }
+        unsafe { mrconn_send_formatted(ac.as_ptr(), callback, privdata, cmd.sds()) }
     }
 
     // The rest of `send`, out of line: what a preformatted command on the
@@ -335,10 +335,10 @@ impl MRConn {
         privdata: *mut c_void,
     ) -> c_int {
         // SAFETY: `send`'s contract 1.
-        if cmd.cmd.is_null() && !unsafe { self.format(cmd) } {
+        if cmd.sds().is_null() && !unsafe { self.format(cmd) } {
             return REDIS_ERR;
         }
-        let wanted = cmd.protocol;
+        let wanted = cmd.protocol();
         if wanted != 0 && wanted != self.protocol.get() && !self.switch_protocol(wanted) {
             return REDIS_ERR;
         }
@@ -370,7 +370,8 @@ impl MRConn {
     /// 1. `strs`/`lens` hold `num` arguments, or are NULL.
     unsafe fn format(&self, cmd: &mut MRCommand) -> bool {
         let tag = Tag(self);
-        if cmd.num == 0 || cmd.strs.is_null() || cmd.lens.is_null() {
+        let (num, strs, lens) = cmd.args();
+        if num == 0 || strs.is_null() || lens.is_null() {
             hlog!(
                 Level::Warning,
                 "{tag} Failed to format command: it has no arguments"
@@ -378,9 +379,8 @@ impl MRConn {
             return false;
         }
         // SAFETY: 1.; hiredis stores a new sds in `cmd.cmd`.
-        let rc = unsafe {
-            redisFormatSdsCommandArgv(&mut cmd.cmd, cmd.num as c_int, cmd.strs.cast(), cmd.lens)
-        };
+        let rc =
+            unsafe { redisFormatSdsCommandArgv(cmd.sds_slot(), num as c_int, strs.cast(), lens) };
         if rc < 0 {
             hlog!(Level::Warning, "{tag} Failed to format command");
             return false;
@@ -654,7 +654,7 @@ fn connect(conn: ConnRef) -> Result<(), ()> {
             .map_or(ptr::null(), |t| ptr::from_ref(t).cast()),
         ..Default::default()
     };
-    opts.endpoint.tcp.ip = conn.ep.raw().host;
+    opts.endpoint.tcp.ip = conn.ep.raw().host_ptr();
     opts.endpoint.tcp.port = conn.ep.port();
     // SAFETY: `opts` is fully initialised and outlives the call; hiredis
     // copies what it keeps.

@@ -406,7 +406,7 @@ pub unsafe extern "C" fn MRConnManager_Add(
     };
     // SAFETY: 3.
     let ep = unsafe { ep.as_ref() };
-    if ep.host.is_null() {
+    if ep.host_ptr().is_null() {
         hlog!(
             Level::Warning,
             "MRConnManager_Add: endpoint of node {} has no host",

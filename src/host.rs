@@ -17,6 +17,80 @@ use std::ptr::{self, NonNull};
 
 pub use types::{MRCommand, MREndpoint, SearchClusterConfig, dict, dictEntry, dictType};
 
+impl MREndpoint {
+    /// The host string, for hiredis's connect options.
+    pub fn host_ptr(&self) -> *const c_char {
+        self.host
+    }
+
+    /// Whether it asks for TLS (master's endpoints).
+    #[cfg(mrconn_endpoint_tls)]
+    pub fn is_tls(&self) -> bool {
+        self.isTls
+    }
+}
+
+impl MRCommand {
+    /// The formatted command, an sds; NULL before it is formatted.
+    #[inline(always)]
+    pub fn sds(&self) -> *mut c_char {
+        self.cmd
+    }
+
+    /// Where the formatted command is stored.
+    pub fn sds_slot(&mut self) -> &mut *mut c_char {
+        &mut self.cmd
+    }
+
+    /// The RESP version it asks for (0: any).
+    #[inline(always)]
+    pub fn protocol(&self) -> u8 {
+        self.protocol
+    }
+
+    /// Its arguments: how many, their strings and their lengths.
+    pub fn args(&self) -> (u32, *mut *mut c_char, *mut usize) {
+        (self.num, self.strs, self.lens)
+    }
+}
+
+impl dict {
+    /// The dict's `privdata`.
+    pub fn privdata(&self) -> *mut c_void {
+        self.privdata
+    }
+
+    /// The dict's type.
+    pub fn dict_type(&self) -> *mut dictType {
+        self.type_
+    }
+
+    /// How many entries it holds.
+    pub fn len(&self) -> usize {
+        (self.ht[0].used + self.ht[1].used) as usize
+    }
+}
+
+impl dictEntry {
+    /// The key.
+    pub fn key(&self) -> *mut c_void {
+        self.key
+    }
+
+    /// The value, as its `void *val` member.
+    pub fn val(&self) -> *mut c_void {
+        self.v
+    }
+
+    /// Sets the value, as `dictSetVal` without a duplicator.
+    ///
+    /// # Safety
+    /// 1. `v` is a value of the entry's dict (its value destructor frees it).
+    pub unsafe fn set_val(&mut self, v: *mut c_void) {
+        self.v = v;
+    }
+}
+
 /// An endpoint of the library's own: a copy made by `MREndpoint_Copy`, so
 /// its strings are NUL-terminated or NULL, freed with it.
 pub struct Endpoint(MREndpoint);

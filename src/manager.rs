@@ -153,7 +153,7 @@ impl Parts<'_> {
         // SAFETY: 1.
         let pools = unsafe { Pools::of(map) };
         // SAFETY: 1.: a live map of ours has its State as privdata.
-        let privdata = unsafe { (*map.as_ptr()).privdata };
+        let privdata = unsafe { (*map.as_ptr()).privdata() };
         Parts {
             pools,
             // SAFETY: 1.
@@ -257,7 +257,7 @@ impl MRConnManager {
     ///    to it is used after this.
     pub unsafe fn release(map: Map) -> Box<State> {
         // SAFETY: 1.: a live map of ours has our State as privdata.
-        let state = unsafe { (*map.ptr().as_ptr()).privdata }.cast::<State>();
+        let state = unsafe { (*map.ptr().as_ptr()).privdata() }.cast::<State>();
         // SAFETY: 1.
         unsafe { RS_dictRelease(map.ptr().as_ptr()) };
         // SAFETY: from Box::into_raw in `new`; the dict that pointed to it
@@ -288,7 +288,7 @@ impl MRConnManager {
                 return;
             };
             // SAFETY: the entry is live until the dict changes, which only we do here.
-            let mut states = unsafe { (*entry.as_ptr()).v };
+            let mut states = unsafe { (*entry.as_ptr()).val() };
             // 1.: the value is NULL or an array of C-string pointers.
             if states.is_null() {
                 let cap = u16::try_from(pool.size()).unwrap_or(u16::MAX);
@@ -389,7 +389,7 @@ impl Pools<'_> {
                 break;
             };
             // SAFETY: a live entry of our dict.
-            let key = unsafe { (*entry.as_ptr()).key };
+            let key = unsafe { (*entry.as_ptr()).key() };
             // SAFETY: keys of our dict are NUL-terminated copies of node ids.
             let id = unsafe { CStr::from_ptr(key.cast()) };
             // SAFETY: a live entry of our dict, borrowed for the call.
@@ -407,7 +407,7 @@ impl Pools<'_> {
 ///    its pool for `'a`.
 unsafe fn pool_of<'a>(entry: NonNull<dictEntry>) -> &'a mut NodePool {
     // SAFETY: 1.
-    let val = unsafe { (*entry.as_ptr()).v };
+    let val = unsafe { (*entry.as_ptr()).val() };
     // SAFETY: 1.: every value of our dicts is a Box<NodePool> made in
     // `insert`, owned by the dict.
     unsafe { &mut *val.cast::<NodePool>() }
@@ -421,14 +421,16 @@ unsafe fn set_value(d: NonNull<dict>, entry: NonNull<dictEntry>, val: *mut c_voi
     // SAFETY: 1.
     let d = unsafe { d.as_ref() };
     // SAFETY: 1.: a live dict has a valid type.
-    let dup = unsafe { (*d.type_).valDup };
+    let dup = unsafe { (*d.dict_type()).valDup };
     let val = match dup {
         // SAFETY: the dict's own duplicator, with its own privdata.
-        Some(dup) => unsafe { dup(d.privdata, val) },
+        Some(dup) => unsafe { dup(d.privdata(), val) },
         None => val,
     };
     // SAFETY: 1.
-    unsafe { (*entry.as_ptr()).v = val };
+    let entry = unsafe { &mut *entry.as_ptr() };
+    // SAFETY: `val` is a value of the dict, duplicated as the dict does.
+    unsafe { entry.set_val(val) };
 }
 
 /// `MRConnManager_ReplyState`: a map of `"host:port"` to state arrays.
@@ -439,7 +441,7 @@ unsafe fn set_value(d: NonNull<dict>, entry: NonNull<dictEntry>, val: *mut c_voi
 pub unsafe fn reply_state(states: NonNull<dict>, reply: &Reply) {
     // SAFETY: 1.
     let d = unsafe { states.as_ref() };
-    reply.map((d.ht[0].used + d.ht[1].used) as usize);
+    reply.map(d.len());
     // SAFETY: as above.
     let it = unsafe { RS_dictGetIterator(states.as_ptr()) };
     loop {
@@ -451,8 +453,8 @@ pub unsafe fn reply_state(states: NonNull<dict>, reply: &Reply) {
         // SAFETY: 1.: a live entry.
         let entry = unsafe { &*entry };
         // SAFETY: 1.: keys are C strings.
-        reply.cstring(unsafe { CStr::from_ptr(entry.key.cast::<c_char>()) });
-        let arr = entry.v;
+        reply.cstring(unsafe { CStr::from_ptr(entry.key().cast::<c_char>()) });
+        let arr = entry.val();
         let len = if arr.is_null() {
             0
         } else {

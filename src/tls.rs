@@ -57,7 +57,7 @@ fn read_files(gil: &Gil) -> Option<Files> {
 /// What the configuration asks of this connection: `Ok(None)` for plain TCP.
 #[cfg(mrconn_endpoint_tls)]
 fn wanted(ep: &MREndpoint) -> Result<Option<Files>, ()> {
-    if !ep.isTls {
+    if !ep.is_tls() {
         return Ok(None);
     }
     let gil = Gil::lock();

@@ -1,6 +1,9 @@
 //! The layouts of RediSearch's types that the library reads or writes,
 //! written from the contract (CONTRACT §2, §6).
 //!
+//! Fields are visible to `crate::host` only, which reads them for the rest
+//! of the library: nothing else builds these types, or reads their pointers.
+//!
 //! This file is also compiled into `build.rs`, which turns every size and
 //! field offset below into a `_Static_assert` against the real C headers:
 //! the C compiler rejects the build when they drift. Keep it free of
@@ -13,33 +16,33 @@ use core::ffi::{c_char, c_int, c_long, c_uchar, c_ulong, c_void};
 /// has it.
 #[repr(C)]
 pub struct MREndpoint {
-    pub host: *mut c_char,
-    pub port: c_int,
+    pub(super) host: *mut c_char,
+    pub(super) port: c_int,
     #[cfg(mrconn_endpoint_tls)]
-    pub isTls: bool,
-    pub unixSock: *mut c_char,
-    pub password: *mut c_char,
+    pub(super) isTls: bool,
+    pub(super) unixSock: *mut c_char,
+    pub(super) password: *mut c_char,
 }
 
 /// `MRCommand` (`rmr/command.h`).
 #[repr(C)]
 pub struct MRCommand {
-    pub strs: *mut *mut c_char,
-    pub lens: *mut usize,
-    pub num: u32,
-    pub slotsInfoArgIndex: u32,
-    pub dispatchTimeArgIndex: u32,
-    pub targetShard: *mut c_char,
-    pub targetShardIdx: u16,
-    pub protocol: c_uchar,
-    pub forCursor: bool,
-    pub forProfiling: bool,
-    pub depleted: bool,
+    pub(super) strs: *mut *mut c_char,
+    pub(super) lens: *mut usize,
+    pub(super) num: u32,
+    pub(super) slotsInfoArgIndex: u32,
+    pub(super) dispatchTimeArgIndex: u32,
+    pub(super) targetShard: *mut c_char,
+    pub(super) targetShardIdx: u16,
+    pub(super) protocol: c_uchar,
+    pub(super) forCursor: bool,
+    pub(super) forProfiling: bool,
+    pub(super) depleted: bool,
     /// `MRRootCommand`, a C enum.
-    pub rootCommand: c_int,
+    pub(super) rootCommand: c_int,
     /// An `sds`, owned by the command once set.
-    pub cmd: *mut c_char,
-    pub coordStartTime: u64,
+    pub(super) cmd: *mut c_char,
+    pub(super) coordStartTime: u64,
 }
 
 /// `dictType` (`util/dict.h`).
@@ -60,58 +63,58 @@ pub struct dictType {
 /// `dictEntry`; the value union is read only as its `void *val` member.
 #[repr(C)]
 pub struct dictEntry {
-    pub key: *mut c_void,
-    pub v: *mut c_void,
-    pub next: *mut dictEntry,
+    pub(super) key: *mut c_void,
+    pub(super) v: *mut c_void,
+    pub(super) next: *mut dictEntry,
 }
 
 /// `dictht`.
 #[repr(C)]
 pub struct dictht {
-    pub table: *mut *mut dictEntry,
-    pub size: c_ulong,
-    pub sizemask: c_ulong,
-    pub used: c_ulong,
+    pub(super) table: *mut *mut dictEntry,
+    pub(super) size: c_ulong,
+    pub(super) sizemask: c_ulong,
+    pub(super) used: c_ulong,
 }
 
 /// `dict`.
 #[repr(C)]
 pub struct dict {
-    pub type_: *mut dictType,
-    pub privdata: *mut c_void,
-    pub ht: [dictht; 2],
-    pub rehashidx: c_long,
-    pub pauserehash: i16,
+    pub(super) type_: *mut dictType,
+    pub(super) privdata: *mut c_void,
+    pub(super) ht: [dictht; 2],
+    pub(super) rehashidx: c_long,
+    pub(super) pauserehash: i16,
 }
 
 /// `struct timeval` on LP64 Linux.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct timeval {
-    pub tv_sec: c_long,
-    pub tv_usec: c_long,
+    pub(super) tv_sec: c_long,
+    pub(super) tv_usec: c_long,
 }
 
 /// `SearchClusterConfig` (`coord/config.h`).
 #[repr(C)]
 pub struct SearchClusterConfig {
     /// `MRClusterType`, a C enum.
-    pub type_: c_int,
-    pub timeoutMS: c_int,
-    pub connPerShard: usize,
-    pub cursorReplyThreshold: usize,
-    pub coordinatorPoolSize: usize,
-    pub coordinatorIOThreads: usize,
-    pub topologyValidationTimeoutMS: usize,
-    pub connectTimeout: timeval,
+    pub(super) type_: c_int,
+    pub(super) timeoutMS: c_int,
+    pub(super) connPerShard: usize,
+    pub(super) cursorReplyThreshold: usize,
+    pub(super) coordinatorPoolSize: usize,
+    pub(super) coordinatorIOThreads: usize,
+    pub(super) topologyValidationTimeoutMS: usize,
+    pub(super) connectTimeout: timeval,
 }
 
 /// `array_hdr_t` (`util/arr/arr.h`), the header in front of an array's data.
 #[repr(C)]
 pub struct array_hdr_t {
-    pub len: u32,
-    pub remain_cap: u16,
-    pub elem_sz: u16,
+    pub(super) len: u32,
+    pub(super) remain_cap: u16,
+    pub(super) elem_sz: u16,
 }
 
 /// One C type's layout: its name, size, and fields as (C name, offset).
