@@ -139,6 +139,15 @@ impl Endpoint {
         self.0.port
     }
 
+    /// Whether it equals `other`, without copying it first.
+    ///
+    /// # Safety
+    /// 1. `other` is a valid endpoint: its strings NUL-terminated or NULL.
+    pub unsafe fn equals(&self, other: &MREndpoint) -> bool {
+        // SAFETY: 1.; ours is a valid copy.
+        unsafe { MREndpoint_Equal(&self.0, other) }
+    }
+
     /// The password, if any.
     pub fn password(&self) -> Option<&CStr> {
         // SAFETY: as in `host`.

@@ -25,7 +25,7 @@ use crate::backlog::{Job, NodeId};
 use crate::conn::{ConnRef, MRConn, Owner, Report};
 use crate::drain::{self, Leave, Sorted};
 use crate::event_loop::Idle;
-use crate::host::{Endpoint, Level, hlog};
+use crate::host::{Endpoint, Level, MREndpoint, hlog};
 use crate::manager::{MRConnManager, Map, NodePool, Parts};
 use crate::sys::uv::{uv_idle_t, uv_loop_t};
 
@@ -103,19 +103,24 @@ pub unsafe fn add(
     mgr: &mut MRConnManager,
     loop_: NonNull<uv_loop_t>,
     id: &CStr,
-    ep: &crate::host::MREndpoint,
+    ep: &MREndpoint,
 ) -> bool {
     let size = mgr.node_conns() as usize;
     let Some(mut parts) = mgr.parts() else {
         return false;
     };
+    let old = parts.pools.find(id);
+    // SAFETY: 1.
+    let same = old
+        .as_ref()
+        .is_some_and(|o| unsafe { o.endpoint().equals(ep) });
+    if same {
+        // Every topology update adds every node again: no copy for these.
+        return false;
+    }
     // SAFETY: 1.
     let ep = unsafe { Endpoint::copy(ep) };
-    let old = parts.pools.find(id);
     if let Some(old) = &old {
-        if *old.endpoint() == ep {
-            return false;
-        }
         hlog!(
             Level::Notice,
             "MRConnManager_Add: Node {} endpoint changed from {}:{} to {}:{}, reconnecting (state: {})",
