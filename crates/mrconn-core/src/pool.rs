@@ -38,14 +38,21 @@ impl Pick {
 pub const PENDING_CAP: u32 = 2;
 
 /// Probes (looks at a ready connection's pending replies) banked at most,
-/// beyond each call's own: [`Pool::pick_least_pending`] banks one whenever
-/// a call's own probe finds an idle connection, so a call costs at most two
-/// probes amortised (O(1)), a saturated pool (nothing idle) costs one probe
-/// per call, and a call after quiet ones may look at the whole pool. A new
-/// pool starts with a full bank.
+/// beyond each call's own: [`Pool::pick_least_pending`] banks
+/// [`IDLE_EARNS`] whenever a call takes an idle connection, so a call costs
+/// at most `1 + IDLE_EARNS` probes amortised (O(1)), a saturated pool
+/// (nothing idle) costs one probe per call, and a call after quiet ones may
+/// look at the whole pool. A new pool starts with a full bank.
 fn bank_cap(pool_len: usize) -> usize {
     pool_len.saturating_sub(1)
 }
+
+/// Probes a call banks when it takes an idle connection. Measured with
+/// `scripts/bench.sh head_of_line` (pool 8, ~2.5 connections blocked at a
+/// time, often several in a row): banking 2 let scans past the blocked runs
+/// drain the bank (fast p99 21 ms), 4 still did (6-10 ms), 8 keeps it full
+/// (0.4-2.5 ms). Any constant keeps the cost O(1) amortised.
+const IDLE_EARNS: usize = 8;
 
 /// The connections to one node that take new commands, the cursor that
 /// spreads commands over them, and the rest of the pool's size: connections
@@ -177,7 +184,8 @@ impl<C: Copy> Pool<C> {
             let p = pending(c);
             if p == 0 || self.probes == 0 {
                 let n = self.conns.len();
-                self.probes = (self.probes + usize::from(p == 0)).min(bank_cap(n));
+                let earned = if p == 0 { IDLE_EARNS } else { 0 };
+                self.probes = (self.probes + earned).min(bank_cap(n));
                 self.cursor = if at + 1 == n { 0 } else { at + 1 };
                 return Some(c);
             }
@@ -201,8 +209,7 @@ impl<C: Copy> Pool<C> {
         let cursor = self.cursor;
         let mut best = first.map(|(c, _)| (cursor, c));
         let mut fewest = first.map_or(u32::MAX, |(_, p)| p);
-        let budget = self.probes + usize::from(first.is_none());
-        let mut probes = budget;
+        let mut probes = self.probes + usize::from(first.is_none());
         // Looks at connection `at`; true once the scan is over.
         let mut probe = |at: usize, c: C| {
             if !ready(c) {
@@ -223,8 +230,7 @@ impl<C: Copy> Pool<C> {
         if !(cursor + 1..).zip(after).any(|(at, &c)| probe(at, c)) {
             (0..).zip(&up_to[..cursor]).any(|(at, &c)| probe(at, c));
         }
-        // A call whose own probe found an idle connection banks one.
-        let earned = usize::from(first.is_none() && fewest == 0 && probes + 1 == budget);
+        let earned = if fewest == 0 { IDLE_EARNS } else { 0 };
         self.probes = (probes + earned).min(bank_cap(n));
         let (at, c) = best?;
         self.cursor = if at + 1 == n { 0 } else { at + 1 };
@@ -364,17 +370,17 @@ mod tests {
     }
 
     #[test]
-    fn least_pending_costs_at_most_two_probes_per_call_amortised() {
+    fn least_pending_costs_constant_probes_per_call_amortised() {
         let mut p = Pool::new((0..8).collect::<Vec<_>>());
-        // Quiet: one probe each, banking one each up to 7.
+        // Quiet: one probe each, banking up to 7.
         assert_eq!(probes_spent(&mut p, 100, |_| 0), 100);
         // Saturated: the bank first (7 + 1 probes), then one per call.
         assert_eq!(probes_spent(&mut p, 100, |_| 2), 8 + 99);
         // Only connection 5 idle: each call finds it, by the bank while it
-        // lasts; the amortised cost stays below two probes per call.
+        // lasts; the amortised cost stays within 1 + IDLE_EARNS per call.
         let calls = 1000;
         let spent = probes_spent(&mut p, calls, |c| u32::from(c != 5));
-        assert!(spent <= 2 * calls + 8, "{spent} probes");
+        assert!(spent <= (1 + IDLE_EARNS) * calls + 8, "{spent} probes");
     }
 
     #[test]
