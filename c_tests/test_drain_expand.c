@@ -10,7 +10,15 @@
 //     surplus connection is still busy, and exactly the closed ones otherwise;
 //   - Add moving a node away and straight back: the old pool, still
 //     draining, is taken back instead of reconnecting.
+#include <stdlib.h>
+
 #include "drain_common.h"
+
+// These tests see a reclaimed connection back in its pool by MRConn_Get
+// handing it out while it still carries work, under conn.c's rotation;
+// mrconn's default pick passes busy connections over while another is idle
+// (test_pick). MRCONN_PICK is read once, at the first MRConn_Get.
+__attribute__((constructor)) static void pick_round_robin(void) { setenv("MRCONN_PICK", "round_robin", 1); }
 
 static dc_cluster cl;
 

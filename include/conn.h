@@ -107,8 +107,10 @@ void MRConnManager_ReplyState(dict *stateDict, RedisModuleCtx *ctx);
 //    values are NULL or host arrays of C strings.
 void MRConnManager_FillStateDict(MRConnManager *mgr, dict *stateDict);
 
-// A connected connection of node `id`, round-robin; NULL if the node has no
-// pool or none of its connections is connected.
+// A connected connection of node `id`: the first with no reply pending from
+// the round-robin cursor, else the least busy of a few (round-robin with
+// `MRCONN_PICK=round_robin`); NULL if the node has no pool or none of its
+// connections is connected.
 //
 // # Safety
 // 1. `mgr` is NULL or an initialised manager, used on its loop thread.

@@ -2,7 +2,8 @@
 # The benchmarks: one JSON object per line, one line per scenario (see
 # bench/bench.c). Run after scripts/setup.sh; builds in Release first.
 #   scripts/bench.sh              all scenarios, then scale, then the callgrind count
-#   scripts/bench.sh hot_path ... only those scenarios (no callgrind)
+#   scripts/bench.sh hot_path ... only those scenarios (no callgrind); head_of_line
+#                                 runs one pass per MRCONN_PICK, each in a child
 #   scripts/bench.sh scale        only the scale scenario (bench/scale.c)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -17,6 +17,7 @@ use std::fmt;
 use std::ptr::{self, NonNull};
 use std::time::Instant;
 
+use mrconn_core::pool::PENDING_CAP;
 use mrconn_core::{ConnState, Event, next_state, throttle};
 
 use crate::event_loop::{self, Timer};
@@ -243,6 +244,21 @@ impl MRConn {
     pub fn is_ready_in_pool(&self) -> bool {
         debug_assert!(!self.is_leaving(), "a pool connection is leaving");
         self.state.get() == ConnState::Connected
+    }
+
+    /// How many replies it awaits, up to 2 ([`PENDING_CAP`]): 0, 1, or 2 for
+    /// more; two loads, where counting walks hiredis's list. A pool
+    /// connection never subscribes, so `ac->replies` holds them all
+    /// (CONTRACT §7).
+    #[inline]
+    pub fn pending_upto_two(&self) -> u32 {
+        const { assert!(PENDING_CAP == 2) };
+        let Some(ac) = self.ac.get() else { return 0 };
+        // SAFETY: the context of a connection is live while it holds it,
+        // and read on its loop thread.
+        let replies = &unsafe { ac.as_ref() }.replies;
+        // An empty list has no tail either; one record is head and tail.
+        u32::from(!replies.head.is_null()) + u32::from(replies.head != replies.tail)
     }
 
     /// Whether it left its pool: draining, held, or about to be.

@@ -15,7 +15,7 @@ use std::ffi::{CStr, c_char, c_int, c_void};
 use std::ptr::{self, NonNull};
 use std::sync::Once;
 
-use mrconn_core::DrainStats;
+use mrconn_core::{DrainStats, Pick};
 
 use crate::conn::MRConn;
 use crate::host::{Level, MRCommand, MREndpoint, RedisModuleCtx, Reply, dict, hlog};
@@ -278,8 +278,10 @@ pub unsafe extern "C" fn MRConnManager_FillStateDict(
     unsafe { mgr.fill_state_dict(states) };
 }
 
-/// A connected connection of node `id`, round-robin; NULL if the node has no
-/// pool or none of its connections is connected.
+/// A connected connection of node `id`: the first with no reply pending from
+/// the round-robin cursor, else the least busy of a few (round-robin with
+/// `MRCONN_PICK=round_robin`); NULL if the node has no pool or none of its
+/// connections is connected.
 ///
 /// # Safety
 /// 1. `mgr` is NULL or an initialised manager, used on its loop thread.
@@ -305,8 +307,12 @@ pub unsafe extern "C" fn MRConn_Get(
     let Some(pool) = (unsafe { pools.find_raw(id) }) else {
         return ptr::null_mut();
     };
-    pool.pick(|c| c.is_ready_in_pool())
-        .map_or(ptr::null_mut(), |c| c.as_ptr())
+    pool.pick_by(
+        Pick::configured(),
+        |c| c.is_ready_in_pool(),
+        |c| c.pending_upto_two(),
+    )
+    .map_or(ptr::null_mut(), |c| c.as_ptr())
 }
 
 /// The state string of the first connection of node `id` (`Connecting`

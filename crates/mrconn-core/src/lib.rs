@@ -9,5 +9,5 @@ pub mod state;
 pub mod throttle;
 
 pub use drain::{BatchId, BatchReport, DrainBook, DrainCause, DrainOutcome, DrainStats};
-pub use pool::Pool;
+pub use pool::{Pick, Pool};
 pub use state::{ConnState, Event, next_state};
