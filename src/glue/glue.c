@@ -39,9 +39,8 @@ void mrconn_free_callback(redisCallback *cb) {
 
 // src/pending.rs takes callback records off ac->replies / ac->sub.replies
 // itself, frees them here, and relies on REDIS_IN_CALLBACK deferring a free,
-// as async.c of hiredis 1.3 does; in every build, whichever send path.
-_Static_assert(HIREDIS_MAJOR == 1 && HIREDIS_MINOR == 3,
-               "src/pending.rs mirrors async.c of hiredis 1.3: re-read it, then update this check");
+// as async.c does: build.rs checks async.c's content against
+// src/glue/hiredis_verified.txt in every build, whichever send path.
 
 // RediSearch's query timeout (search-timeout) in ms when RediSearch itself
 // enforces it on a shard that does not answer, else 0. With the `return`

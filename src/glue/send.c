@@ -21,22 +21,20 @@
 // to hiredis's own path, so behaviour is identical for every input.
 //
 // Checked against async.c, async.h, async_private.h and alloc.h of hiredis
-// 1.3.0 and of bd01f10 (RediSearch's deps/hiredis, 1.3.0 + 7 commits): the
-// four files are identical in both, and unchanged up to hiredis master
-// 29ea279. The _Static_asserts below pin what this file relies on; a hiredis
-// other than 1.3.x fails the build until async.c is re-read.
+// 1.3.0 and of bd01f10 (RediSearch's deps/hiredis, 1.3.0 + 7 commits); the
+// same files ship in 1.4.0 and 1.5.0. build.rs pins async.c, async_private.h
+// and alloc.h by content (src/glue/hiredis_verified.txt); the
+// _Static_asserts below pin the types and flags this file relies on.
 //
-// MRCONN_SEND_VIA_HIREDIS (build.rs, MRCONN_SEND_PATH=hiredis) keeps
-// hiredis's path, for comparison.
+// MRCONN_SEND_VIA_HIREDIS keeps hiredis's public path: build.rs defines it
+// for MRCONN_SEND_PATH=hiredis (for comparison), and when async_private.h or
+// alloc.h is not a verified content.
 
 #include <stddef.h>
 
 #include "hiredis/hiredis.h"
-#include "hiredis/alloc.h"
 #include "hiredis/async.h"
 #include "hiredis/sds.h"
-// _EL_ADD_WRITE and refreshTimeout, exactly as async.c uses them.
-#include "hiredis/async_private.h"
 
 int mrconn_send_formatted(redisAsyncContext *ac, redisCallbackFn *fn, void *privdata, const char *cmd);
 
@@ -48,15 +46,16 @@ int mrconn_send_formatted(redisAsyncContext *ac, redisCallbackFn *fn, void *priv
 
 #else
 
+#include "hiredis/alloc.h"
+// _EL_ADD_WRITE and refreshTimeout, exactly as async.c uses them.
+#include "hiredis/async_private.h"
+
 // Global in hiredis.c but in no header: async.c declares it the same way.
 int __redisAppendCommand(redisContext *c, const char *cmd, size_t len);
 
 #define SAME_TYPE(expr, type) \
-  _Static_assert(__builtin_types_compatible_p(__typeof__(expr), type), #expr " differs from hiredis 1.3.0")
+  _Static_assert(__builtin_types_compatible_p(__typeof__(expr), type), #expr " differs from the hiredis send.c was checked against")
 
-_Static_assert(HIREDIS_MAJOR == 1 && HIREDIS_MINOR == 3,
-               "send.c mirrors __redisAsyncCommand of hiredis 1.3: re-read async.c, then update this check "
-               "(MRCONN_SEND_PATH=hiredis builds without send.c's own path)");
 // The flags it reads, with hiredis 1.3.0's values.
 _Static_assert(REDIS_CONNECTED == 0x2 && REDIS_DISCONNECTING == 0x4 && REDIS_FREEING == 0x8 &&
                    REDIS_SUBSCRIBED == 0x20,
