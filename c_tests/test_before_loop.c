@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//
+// Resizes before the loop first runs (issue 18 item 6). RediSearch's
+// MR_UpdateConnPoolSize calls Shrink/Expand from its main thread when the
+// cluster has a single shard, before the IO thread's loop has run. The sizes
+// set then must hold once the loop runs, with nothing opened twice (the
+// redis-server sees exactly the pool's connections) and nothing leaked.
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "harness.h"
+#include "mrconn_test_host.h"
+#include "tutil.h"
+
+static MRConnManager mgr;
+static uv_loop_t loop;
+
+// The clients the redis-server has, this test's own query included.
+static int server_clients(int port) {
+  char out[4096];
+  if (redis_cmd(port, out, sizeof out, "INFO clients") != 0) return -1;
+  const char *p = strstr(out, "connected_clients:");
+  return p ? atoi(p + strlen("connected_clients:")) : -1;
+}
+
+typedef struct {
+  int port;
+  int want;
+} clients_wait;
+
+static bool clients_are(void *arg) {
+  clients_wait *w = arg;
+  return server_clients(w->port) == w->want;
+}
+
+TEST(sizes_set_before_the_loop_runs_hold) {
+  redis_proc r;
+  REQUIRE(redis_start(&r, NULL) == 0);
+  tu_start1(&loop, &mgr, 2);
+  MREndpoint ep = {.host = "127.0.0.1", .port = r.port};
+  CHECK(MRConnManager_Add(&mgr, &loop, "n1", &ep));
+  // Up and down and up again, all before the first iteration.
+  MRConnManager_Expand(&mgr, 6, &loop);
+  MRConnManager_Shrink(&mgr, 3);
+  MRConnManager_Expand(&mgr, 5, &loop);
+  MRConnManager_Shrink(&mgr, 4);
+  CHECK_EQ_INT(mgr.nodeConns, 4);
+  char key[64];
+  tu_key(key, sizeof key, r.port);
+  CHECK_EQ_INT(tu_count_state(&mgr, key, "Connecting"), 4);
+
+  CHECK(tu_wait_state(&loop, &mgr, r.port, "Connected", 4, 5000));
+  // Four of ours and the query's: nothing was opened twice, or left open.
+  clients_wait w = {r.port, 5};
+  CHECK(loop_run_until(&loop, clients_are, &w, 2000));
+  // And it stays so: no late connect from an earlier size.
+  uint64_t until = now_ms() + 300;
+  while (now_ms() < until) uv_run(&loop, UV_RUN_NOWAIT);
+  CHECK_EQ_INT(server_clients(r.port), 5);
+  CHECK_EQ_INT(tu_count_state(&mgr, key, "Connected"), 4);
+  MRConnDrainStats stats;
+  CHECK_EQ_INT(MRConnManager_GetDrainStats(&mgr, &stats), REDIS_OK);
+  CHECK_EQ_INT((int)stats.queued, 0);
+  CHECK_EQ_INT((int)stats.draining, 0);
+
+  tu_teardown1(&loop, &mgr);
+  TU_CHECK_NO_LEAK();
+  redis_stop(&r);
+}
+
+HARNESS_MAIN(HARNESS_TEST(sizes_set_before_the_loop_runs_hold))
