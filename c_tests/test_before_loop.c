@@ -69,4 +69,37 @@ TEST(sizes_set_before_the_loop_runs_hold) {
   redis_stop(&r);
 }
 
-HARNESS_MAIN(HARNESS_TEST(sizes_set_before_the_loop_runs_hold))
+// One fill per node (issue 18 item 5): a node removed and added again
+// before its connections were opened gets one fill, not two. Pools take
+// turns a connection each, so with a second fill n1 would get two
+// connections for each of n2's.
+TEST(one_fill_per_node) {
+  redis_proc r1, r2;
+  REQUIRE(redis_start(&r1, NULL) == 0);
+  REQUIRE(redis_start(&r2, NULL) == 0);
+  tu_start1(&loop, &mgr, 256);
+  MREndpoint e1 = {.host = "127.0.0.1", .port = r1.port};
+  MREndpoint e2 = {.host = "127.0.0.1", .port = r2.port};
+  CHECK(MRConnManager_Add(&mgr, &loop, "n1", &e1));
+  CHECK_EQ_INT(MRConnManager_Disconnect(&mgr, "n1"), REDIS_OK);
+  CHECK(MRConnManager_Add(&mgr, &loop, "n1", &e1));
+  CHECK(MRConnManager_Add(&mgr, &loop, "n2", &e2));
+  // A few slices' worth (each opens a few connections), far from all 512.
+  int c1 = 0, c2 = 0;
+  for (int i = 0; i < 50 && c1 + c2 < 24; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    sleep_ms(20);  // the servers accept meanwhile; the loop opens nothing
+    c1 = server_clients(r1.port) - 1;
+    c2 = server_clients(r2.port) - 1;
+  }
+  CHECK(c1 + c2 >= 24);
+  CHECK(c1 + c2 < 512);
+  if (!CHECK(abs(c1 - c2) <= 2)) fprintf(stderr, "  n1 has %d connections, n2 %d\n", c1, c2);
+
+  tu_teardown1(&loop, &mgr);
+  TU_CHECK_NO_LEAK();
+  redis_stop(&r1);
+  redis_stop(&r2);
+}
+
+HARNESS_MAIN(HARNESS_TEST(sizes_set_before_the_loop_runs_hold), HARNESS_TEST(one_fill_per_node))

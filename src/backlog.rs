@@ -19,6 +19,9 @@ pub enum Job {
     Fill {
         /// The node.
         node: NodeId,
+        /// The pool's fill ticket: a job whose pool has another (the node
+        /// was removed and added again meanwhile) is stale, and ends.
+        ticket: u64,
     },
     /// Sort connections that left their pools, one per step.
     Leave(Box<Leave>),
@@ -32,9 +35,26 @@ pub struct Backlog {
     jobs: VecDeque<Job>,
     /// Runs the slices; made on first use.
     idle: Option<Idle>,
+    /// The last fill ticket handed out.
+    tickets: u64,
 }
 
 impl Backlog {
+    /// Queues a fill of `node`, whose pool's ticket is `pool_ticket`, unless
+    /// one is queued already: one live fill per node. Whether it queued one.
+    pub fn fill(&mut self, node: &CStr, pool_ticket: &mut Option<u64>) -> bool {
+        if pool_ticket.is_some() {
+            return false;
+        }
+        self.tickets += 1;
+        *pool_ticket = Some(self.tickets);
+        self.jobs.push_back(Job::Fill {
+            node: NodeId::new(node),
+            ticket: self.tickets,
+        });
+        true
+    }
+
     /// Queues `job` last.
     pub fn push_back(&mut self, job: Job) {
         self.jobs.push_back(job);

@@ -471,6 +471,14 @@ impl ConnRef {
         match self.role.get() {
             Role::Pool | Role::Leaving => {
                 self.role.set(Role::Held);
+                // A held connection never reconnects nor re-authenticates: it
+                // is only sorted or closed.
+                if matches!(
+                    self.state.get(),
+                    ConnState::Reconnecting | ConnState::ReAuth
+                ) {
+                    self.timer.stop();
+                }
                 Some(Held(self))
             }
             role => {

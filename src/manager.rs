@@ -42,6 +42,8 @@ pub struct NodePool {
     conns: Pool<ConnRef>,
     ep: Endpoint,
     loop_: NonNull<uv_loop_t>,
+    /// The ticket of its queued fill, if one is queued.
+    pub fill_ticket: Option<u64>,
 }
 
 impl NodePool {
@@ -54,6 +56,7 @@ impl NodePool {
             conns: Pool::unopened(size),
             ep,
             loop_,
+            fill_ticket: None,
         }
     }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use mrconn_core::{ConnState, DrainCause};
 
-use crate::backlog::{Job, NodeId};
+use crate::backlog::Job;
 use crate::conn::{ConnRef, MRConn, Owner, Report};
 use crate::drain::{self, Leave, Sorted};
 use crate::event_loop::Idle;
@@ -74,14 +74,9 @@ pub unsafe fn expand(mgr: &mut MRConnManager, num: u32, loop_: NonNull<uv_loop_t
     let Parts { pools, state, .. } = &mut parts;
     let mut woke = false;
     pools.for_each(|id, pool| {
-        // A pool with connections still to open has its fill queued already.
-        let queued = pool.to_open() > 0;
         pool.grow_to(num as usize);
-        if !queued && pool.to_open() > 0 {
-            state.backlog.push_back(Job::Fill {
-                node: NodeId::new(id),
-            });
-            woke = true;
+        if pool.to_open() > 0 {
+            woke |= state.backlog.fill(id, &mut pool.fill_ticket);
         }
     });
     if woke {
@@ -132,11 +127,11 @@ pub unsafe fn add(
             old.state().unwrap_or(ConnState::Connecting).as_str()
         );
     }
-    // An old pool with connections still to open has its fill queued
-    // already, which serves the new one (a fill names the node).
-    let fill = size > 0 && old.as_ref().is_none_or(|o| o.to_open() == 0);
     // SAFETY: 2.
-    let pool = unsafe { NodePool::new(ep, loop_, size) };
+    let mut pool = unsafe { NodePool::new(ep, loop_, size) };
+    // An old pool's queued fill serves the new one (a fill names the node).
+    pool.fill_ticket = old.as_ref().and_then(|o| o.fill_ticket);
+    let fill = size > 0 && parts.state.backlog.fill(id, &mut pool.fill_ticket);
     let leaving = match old {
         // The entry (and `id`, which may be its key) stays; the old
         // connections leave.
@@ -147,9 +142,6 @@ pub unsafe fn add(
         }
     };
     if fill {
-        parts.state.backlog.push_back(Job::Fill {
-            node: NodeId::new(id),
-        });
         // SAFETY: 2.
         unsafe { wake(&mut parts, loop_) };
     }
@@ -280,15 +272,20 @@ unsafe fn wake(parts: &mut Parts<'_>, loop_: NonNull<uv_loop_t>) {
     });
 }
 
-/// Opens the next connection `pool` has to open: a draining connection to
-/// its endpoint taken back, or a new one. Whether one is left to open.
-/// Runs no callback.
-fn open_one(parts: &mut Parts<'_>, node: &CStr) -> bool {
+/// Opens the next connection the pool of `node` has to open, for its fill
+/// `ticket`: a draining connection to its endpoint taken back, or a new one.
+/// Whether the fill goes on (its pool has more to open). Runs no callback.
+fn open_one(parts: &mut Parts<'_>, node: &CStr, ticket: u64) -> bool {
     let map = parts.map;
     let Some(pool) = parts.pools.find(node) else {
         return false;
     };
+    if pool.fill_ticket != Some(ticket) {
+        // Stale: the node was removed and added again, with a fill of its own.
+        return false;
+    }
     if pool.to_open() == 0 {
+        pool.fill_ticket = None;
         return false;
     }
     let conn = drain::reclaim(&mut parts.state.drains, pool.endpoint()).unwrap_or_else(|| {
@@ -300,7 +297,11 @@ fn open_one(parts: &mut Parts<'_>, node: &CStr) -> bool {
         unsafe { MRConn::open(pool.endpoint(), pool.event_loop(), owner) }
     });
     pool.fill_one(conn);
-    pool.to_open() > 0
+    if pool.to_open() > 0 {
+        return true;
+    }
+    pool.fill_ticket = None;
+    false
 }
 
 /// One slice: queued work until the queue is empty or [`SLICE`] is spent.
@@ -339,12 +340,12 @@ unsafe extern "C" fn run_slice(handle: *mut uv_idle_t) {
                     close(map, conn);
                 }
             },
-            Job::Fill { node } => {
+            Job::Fill { node, ticket } => {
                 // Back of the queue: the nodes of a topology take turns, so
                 // that each has a connection soon (RediSearch's IO thread
                 // waits for one to every node before it serves).
-                if open_one(&mut parts, node.as_cstr()) {
-                    parts.state.backlog.push_back(Job::Fill { node });
+                if open_one(&mut parts, node.as_cstr(), ticket) {
+                    parts.state.backlog.push_back(Job::Fill { node, ticket });
                 }
             }
         }
