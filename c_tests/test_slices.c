@@ -12,9 +12,12 @@
 //     FillStateDict shows the new size at once, with conn.c's state strings
 //     (the connections still to open are Connecting, as conn.c's new ones
 //     are), and the Connected ones grow in number as the loop opens them;
-//   - Expand while closes are pending, Shrink while a fill is pending, and
-//     Shutdown in the middle of both end with the right pool, every socket
-//     closed, no handle open and nothing leaked;
+//   - Expand while closes are pending takes the idle connections waiting to
+//     close back (in the same loop iteration: all of them; one iteration
+//     later: all but those closed by then, and only those are reopened);
+//     Shrink while a fill is pending, and Shutdown in the middle of both end
+//     with the right pool, every socket closed, no handle open and nothing
+//     leaked;
 //   - with 6,000 busy connections leaving at once, the call sorts what
 //     100 µs allow and the loop sorts the rest (idle or draining): none of
 //     them is handed out or takes a command meanwhile, the Shrink notice
@@ -188,16 +191,42 @@ TEST(large_pool_opens_and_closes_in_slices) {
   finish();
 }
 
-TEST(expand_while_closes_are_pending) {
-  start(100);
-  REQUIRE(wait_pool(100));
+// Idle connections leaving a pool are parked until a slice closes their
+// socket; an Expand that comes first takes them back (issue 18 item 3).
+TEST(expand_in_the_same_iteration_reconnects_nothing) {
+  start(64);
+  REQUIRE(wait_pool(64));
+  host_log_clear();
   MRConnManager_Shrink(&mgr, 1);
-  CHECK_EQ_INT(dc_stats(&mgr).queued, 99);
-  MRConnManager_Expand(&mgr, 100, &loop);
-  // The closes run first, then the fill opens new connections.
-  CHECK(wait_pool(100));
-  CHECK_EQ_INT(host_log_count("debug", "Switching state to Freeing"), 99);
-  CHECK(wait_clients(100));
+  CHECK_EQ_INT(dc_stats(&mgr).queued, 63);  // parked, to close
+  MRConnManager_Expand(&mgr, 64, &loop);
+  CHECK(wait_pool(64));
+  int closed = host_log_count("debug", "Switching state to Freeing");
+  int opened = host_log_count("debug", "Switching state to Connecting");
+  printf("  Shrink(64 -> 1) and Expand(1 -> 64) in one iteration: %d closed, %d opened anew\n", closed,
+         opened);
+  CHECK_EQ_INT(closed, 0);
+  CHECK_EQ_INT(opened, 0);
+  CHECK(wait_clients(64));
+  finish();
+}
+
+TEST(expand_an_iteration_later_reopens_only_what_closed) {
+  start(64);
+  REQUIRE(wait_pool(64));
+  host_log_clear();
+  MRConnManager_Shrink(&mgr, 1);
+  uv_run(&loop, UV_RUN_NOWAIT);  // one slice of closes
+  int closed = host_log_count("debug", "Switching state to Freeing");
+  MRConnManager_Expand(&mgr, 64, &loop);
+  CHECK(wait_pool(64));
+  int opened = host_log_count("debug", "Switching state to Connecting");
+  printf("  Shrink(64 -> 1), one loop iteration, Expand(1 -> 64): %d closed, %d opened anew\n", closed,
+         opened);
+  CHECK(closed > 0 && closed < 63);
+  CHECK_EQ_INT(host_log_count("debug", "Switching state to Freeing"), closed);
+  CHECK_EQ_INT(opened, closed);
+  CHECK(wait_clients(64));
   finish();
 }
 
@@ -367,7 +396,8 @@ TEST(a_shrink_of_256_is_sorted_in_the_call) {
 
 HARNESS_MAIN(HARNESS_TEST(large_pool_opens_and_closes_in_slices),
              HARNESS_TEST(a_shrink_of_256_is_sorted_in_the_call),
-             HARNESS_TEST(expand_while_closes_are_pending),
+             HARNESS_TEST(expand_in_the_same_iteration_reconnects_nothing),
+             HARNESS_TEST(expand_an_iteration_later_reopens_only_what_closed),
              HARNESS_TEST(shrink_while_a_fill_is_pending),
              HARNESS_TEST(shutdown_in_the_middle_of_slices),
              HARNESS_TEST(thousands_leaving_are_sorted_in_slices),

@@ -1,15 +1,14 @@
 //! Resize work queued for the loop, so that no call stalls it at any pool
 //! size: opening a pool's new connections (about 30 µs each: a socket, a
-//! non-blocking connect, libuv handles), sorting the connections that left
-//! their pools (see [`Leave`]), and closing the idle ones among them (about
-//! 20 µs each). This is the queue and the idle handle that wakes the loop
-//! for it; [`crate::resize`] queues the jobs and runs them, at most a slice
-//! per loop iteration.
+//! non-blocking connect, libuv handles) and sorting the connections that left
+//! their pools (see [`Leave`]). This is the queue and the idle handle that
+//! wakes the loop for it; [`crate::resize`] queues the jobs and runs them,
+//! and then closes the parked connections (see [`crate::drain::park`]), at
+//! most a slice per loop iteration.
 
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
 
-use crate::conn::Held;
 use crate::drain::Leave;
 use crate::event_loop::Idle;
 
@@ -25,8 +24,6 @@ pub enum Job {
     },
     /// Sort connections that left their pools, one per step.
     Leave(Box<Leave>),
-    /// Close a connection that left its pool with nothing pending.
-    Close(Held),
 }
 
 /// A manager's queued resize work.
@@ -65,15 +62,16 @@ impl Backlog {
         self.jobs.push_front(job);
     }
 
-    /// The next job; with none left, the slices stop.
+    /// The next job.
     pub fn pop_front(&mut self) -> Option<Job> {
-        let job = self.jobs.pop_front();
-        if job.is_none() {
-            if let Some(idle) = &self.idle {
-                idle.stop();
-            }
+        self.jobs.pop_front()
+    }
+
+    /// No work is left: the slices stop.
+    pub fn sleep(&self) {
+        if let Some(idle) = &self.idle {
+            idle.stop();
         }
-        job
     }
 
     /// Makes sure a slice runs in the coming loop iterations; `make` makes
@@ -82,12 +80,11 @@ impl Backlog {
         self.idle.get_or_insert_with(make).start();
     }
 
-    /// How many connections queued jobs still have to sort or close.
+    /// How many connections queued jobs still have to sort.
     pub fn queued(&self) -> u64 {
         self.jobs
             .iter()
             .map(|job| match job {
-                Job::Close(held) => u64::from(held.is_live()),
                 Job::Leave(leave) => leave.remaining_work() as u64,
                 Job::Fill { .. } => 0,
             })

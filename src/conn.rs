@@ -277,6 +277,11 @@ impl MRConn {
         &self.ep
     }
 
+    /// Its loop.
+    pub fn event_loop(&self) -> NonNull<uv_loop_t> {
+        self.loop_
+    }
+
     /// The host part of its endpoint, for logs.
     pub fn host(&self) -> std::borrow::Cow<'_, str> {
         self.ep.host_str()

@@ -25,11 +25,13 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use mrconn_core::{BatchId, BatchReport, DrainBook, DrainCause, DrainOutcome, DrainStats};
+use mrconn_core::{
+    BatchId, BatchReport, DrainBook, DrainCause, DrainOutcome, DrainStats, Grouped, SlotList,
+};
 
 use crate::conn::{ConnRef, Held, Tag};
 use crate::host::{Endpoint, Level, hlog};
-use crate::pending;
+use crate::pending::{self, Countdown};
 use crate::sys::glue::mrconn_enforced_query_timeout_ms;
 use crate::sys::uv::uv_loop_t;
 
@@ -89,29 +91,45 @@ fn describe(deadline: Option<u32>) -> String {
     )
 }
 
-/// A manager's draining connections and their bookkeeping.
+/// A manager's connections out of their pools that a pool may take back:
+/// those that drain, with their bookkeeping, and idle ones waiting for a
+/// slice to close their socket (*parked*).
 #[derive(Default)]
 pub struct Drains {
     book: DrainBook,
-    /// Each draining connection's drain.
-    records: HashMap<ConnRef, Draining>,
-    /// The draining connections by endpoint (see [`endpoint_key`]): `Expand`
+    records: HashMap<ConnRef, Record>,
+    /// The same connections by endpoint (see [`endpoint_key`]): `Expand`
     /// takes one back per connection it opens, and a scan of thousands per
     /// connection would stall the loop.
-    by_endpoint: HashMap<u64, Vec<ConnRef>>,
+    by_endpoint: Grouped<u64, ConnRef>,
+    /// The parked ones, in the order the slices close them (last first).
+    parked: SlotList<ConnRef>,
+}
+
+struct Record {
+    /// Its place among its endpoint's.
+    ep_slot: usize,
+    kind: Kind,
+}
+
+enum Kind {
+    Draining(Draining),
+    /// Idle, waiting to close; its place in [`Drains::parked`].
+    Parked {
+        held: Held,
+        slot: usize,
+    },
 }
 
 /// One connection's drain.
-#[derive(Debug, Clone, Copy)]
 struct Draining {
     batch: BatchId,
     /// When its call made it leave.
     since: Instant,
-    /// Callbacks pending as of the last read.
-    pending: u64,
+    /// Its callbacks still pending (for a broken link's report: hiredis
+    /// fails those callbacks before it tells us).
+    countdown: Countdown,
     deadline_ms: Option<u32>,
-    /// Its place in its endpoint's list, for an O(1) removal.
-    slot: usize,
 }
 
 impl Drains {
@@ -120,34 +138,48 @@ impl Drains {
         self.book.stats()
     }
 
-    /// Adds `conn`, draining with `record`.
-    fn insert(&mut self, conn: ConnRef, mut record: Draining) {
-        let bucket = self
-            .by_endpoint
-            .entry(endpoint_key(conn.endpoint()))
-            .or_default();
-        record.slot = bucket.len();
-        bucket.push(conn);
-        self.records.insert(conn, record);
+    /// How many parked connections still have a socket to close.
+    pub fn parked(&self) -> u64 {
+        self.records
+            .values()
+            .filter(|r| matches!(&r.kind, Kind::Parked { held, .. } if held.is_live()))
+            .count() as u64
     }
 
-    /// Removes `conn` and returns its record, in O(1).
-    fn remove(&mut self, conn: ConnRef) -> Option<Draining> {
+    /// Adds `conn`, its endpoint's `key`.
+    fn insert(&mut self, conn: ConnRef, key: u64, kind: Kind) {
+        let ep_slot = self.by_endpoint.push(key, conn);
+        self.records.insert(conn, Record { ep_slot, kind });
+    }
+
+    /// Removes `conn`, in O(1).
+    fn remove(&mut self, conn: ConnRef) -> Option<Kind> {
         let record = self.records.remove(&conn)?;
         let key = endpoint_key(conn.endpoint());
-        if let Some(bucket) = self.by_endpoint.get_mut(&key) {
-            debug_assert_eq!(bucket.get(record.slot), Some(&conn));
-            bucket.swap_remove(record.slot);
-            if let Some(moved) = bucket.get(record.slot) {
-                if let Some(r) = self.records.get_mut(moved) {
-                    r.slot = record.slot;
-                }
-            }
-            if bucket.is_empty() {
-                self.by_endpoint.remove(&key);
+        if let Some((moved, slot)) = self.by_endpoint.remove(key, conn, record.ep_slot) {
+            if let Some(r) = self.records.get_mut(&moved) {
+                r.ep_slot = slot;
             }
         }
-        Some(record)
+        if let Kind::Parked { slot, .. } = &record.kind {
+            if let Some((moved, slot)) = self.parked.remove(conn, *slot) {
+                if let Some(Record {
+                    kind: Kind::Parked { slot: s, .. },
+                    ..
+                }) = self.records.get_mut(&moved)
+                {
+                    *s = slot;
+                }
+            }
+        }
+        Some(record.kind)
+    }
+
+    fn draining(&mut self, conn: ConnRef) -> Option<&mut Draining> {
+        match &mut self.records.get_mut(&conn)?.kind {
+            Kind::Draining(d) => Some(d),
+            Kind::Parked { .. } => None,
+        }
     }
 }
 
@@ -266,11 +298,11 @@ impl Leave {
         // SAFETY: a connection's context is live, on its loop thread.
         match ac.filter(|&ac| !unsafe { pending::is_idle(ac) }) {
             Some(ac) => {
-                // SAFETY: as above.
-                let pending = unsafe { pending::callbacks(ac) };
+                // SAFETY: as above; it takes no command from now on.
+                let countdown = unsafe { Countdown::new(ac) };
                 self.busy += 1;
-                self.pending += pending;
-                self.drain(drains, conn, pending);
+                self.pending += countdown.pending();
+                self.drain(drains, conn, countdown);
                 Sorted::Busy
             }
             None => {
@@ -282,20 +314,20 @@ impl Leave {
 
     /// Sends `conn` draining in this call's batch, closed by force at the
     /// deadline, which counts from the call.
-    fn drain(&mut self, drains: &mut Drains, conn: ConnRef, pending: u64) {
+    fn drain(&mut self, drains: &mut Drains, conn: ConnRef, countdown: Countdown) {
         let batch = *self
             .batch
             .get_or_insert_with(|| drains.book.open(self.cause, self.since));
         drains.book.join(batch);
         drains.insert(
             conn,
-            Draining {
+            endpoint_key(conn.endpoint()),
+            Kind::Draining(Draining {
                 batch,
                 since: self.since,
-                pending,
+                countdown,
                 deadline_ms: self.deadline_ms,
-                slot: 0,
-            },
+            }),
         );
         let left = self
             .deadline_ms
@@ -327,8 +359,8 @@ impl Leave {
 }
 
 /// After a read on draining `conn`: true once it is idle, its drain over;
-/// the caller closes it (in a slice: thousands of drains may end in one
-/// burst of replies, and closing a socket costs about 20 µs).
+/// the caller parks it to close (in a slice: thousands of drains may end in
+/// one burst of replies, and closing a socket costs about 20 µs).
 pub fn on_read(drains: &mut Drains, conn: ConnRef) -> bool {
     let Some(ac) = conn.context() else {
         return false;
@@ -336,12 +368,9 @@ pub fn on_read(drains: &mut Drains, conn: ConnRef) -> bool {
     // SAFETY: a connection's context is live; the read hook runs on its loop
     // thread, between hiredis's callbacks.
     if !unsafe { pending::is_idle(ac) } {
-        // Kept for a broken link: hiredis fails those callbacks before it
-        // tells us, and a read either delivers replies or finds the break.
-        // SAFETY: as above.
-        let pending = unsafe { pending::callbacks(ac) };
-        if let Some(record) = drains.records.get_mut(&conn) {
-            record.pending = pending;
+        if let Some(d) = drains.draining(conn) {
+            // SAFETY: as above; a draining connection takes no command.
+            unsafe { d.countdown.update(ac) };
         }
         return false;
     }
@@ -352,7 +381,7 @@ pub fn on_read(drains: &mut Drains, conn: ConnRef) -> bool {
 /// The link of draining `conn` broke, and it is being freed; hiredis fails
 /// its pending callbacks with NULL.
 pub fn on_link_lost(drains: &mut Drains, conn: ConnRef) {
-    let failed = drains.records.get(&conn).map_or(0, |r| r.pending);
+    let failed = drains.draining(conn).map_or(0, |d| d.countdown.pending());
     hlog!(
         Level::Warning,
         "{} Link lost while draining: {failed} pending commands failed",
@@ -372,7 +401,7 @@ pub fn on_deadline(drains: &mut Drains, conn: ConnRef) -> Option<u32> {
 /// Ends the drain of `conn` as forced, with a warning; the caller then
 /// closes it, failing its pending callbacks with an error reply.
 fn force(drains: &mut Drains, conn: ConnRef, why: &str) -> Option<Draining> {
-    let record = *drains.records.get(&conn)?;
+    let since = drains.draining(conn)?.since;
     // SAFETY: a draining connection's context is live, on its loop thread.
     let failed = conn
         .context()
@@ -381,47 +410,92 @@ fn force(drains: &mut Drains, conn: ConnRef, why: &str) -> Option<Draining> {
         Level::Warning,
         "{} {why} after {} ms: closing by force, failing {failed} pending commands",
         Tag(&conn),
-        record.since.elapsed().as_millis()
+        since.elapsed().as_millis()
     );
-    end(drains, conn, DrainOutcome::Forced { failed });
-    Some(record)
+    end(drains, conn, DrainOutcome::Forced { failed })
 }
 
-/// Shutdown: every drain ends as forced. Returns the connections, for the
-/// caller to close once it holds no borrow of the registry.
+/// Shutdown: every drain ends as forced, and the parked connections are let
+/// go. Returns the connections, for the caller to close once it holds no
+/// borrow of the registry.
 pub fn force_all(drains: &mut Drains) -> Vec<ConnRef> {
-    let conns: Vec<_> = drains.by_endpoint.values().flatten().copied().collect();
-    for &conn in &conns {
-        force(drains, conn, "Shutdown while draining");
-    }
+    let conns: Vec<_> = drains.by_endpoint.iter().collect();
     conns
+        .into_iter()
+        .filter_map(|conn| {
+            if drains.draining(conn).is_some() {
+                return force(drains, conn, "Shutdown while draining").map(|_| conn);
+            }
+            match drains.remove(conn)? {
+                Kind::Parked { held, .. } => held.let_go(),
+                Kind::Draining(_) => None,
+            }
+        })
+        .collect()
 }
 
-/// A still-Connected draining connection to `ep`, taken back: its drain
-/// ends as reclaimed, and it is ready to rejoin a pool.
+/// Parks `conn`, idle and out of its pool, until a slice closes it (see
+/// [`next_to_close`]) or a pool takes it back (see [`reclaim`]).
+pub fn park(drains: &mut Drains, conn: ConnRef) {
+    let Some(held) = conn.hold() else {
+        return;
+    };
+    let slot = drains.parked.push(conn);
+    drains.insert(
+        conn,
+        endpoint_key(conn.endpoint()),
+        Kind::Parked { held, slot },
+    );
+}
+
+/// The next parked connection, for a slice to close.
+pub fn next_to_close(drains: &mut Drains) -> Option<Held> {
+    let conn = drains.parked.last()?;
+    match drains.remove(conn)? {
+        Kind::Parked { held, .. } => Some(held),
+        Kind::Draining(_) => None,
+    }
+}
+
+/// A still-Connected connection to `ep`, draining or parked, taken back
+/// (the newest first): a drain ends as reclaimed, a socket stays open, and
+/// the connection is ready to rejoin a pool.
 pub fn reclaim(drains: &mut Drains, ep: &Endpoint) -> Option<ConnRef> {
-    let bucket = drains.by_endpoint.get(&endpoint_key(ep))?;
-    let conn = *bucket
+    let conn = *drains
+        .by_endpoint
+        .group(endpoint_key(ep))
         .iter()
         .rev()
         .find(|c| c.state() == mrconn_core::ConnState::Connected && c.endpoint() == ep)?;
-    end(drains, conn, DrainOutcome::Reclaimed);
+    let conn = match drains.records.get(&conn).map(|r| &r.kind) {
+        Some(Kind::Draining(_)) => {
+            end(drains, conn, DrainOutcome::Reclaimed);
+            conn
+        }
+        _ => match drains.remove(conn)? {
+            Kind::Parked { held, .. } => held.let_go()?,
+            Kind::Draining(_) => return None,
+        },
+    };
     conn.rejoin();
     Some(conn)
 }
 
 /// Ends the drain of `conn`: out of the registry, deadline stopped, outcome
-/// booked, and the batch's report logged when it was the last.
-fn end(drains: &mut Drains, conn: ConnRef, outcome: DrainOutcome) {
+/// booked, and the batch's report logged when it was the last. Returns its
+/// record.
+fn end(drains: &mut Drains, conn: ConnRef, outcome: DrainOutcome) -> Option<Draining> {
     // Out of the lists in O(1): when thousands of drains end in one burst of
     // replies, a search per drain would stall the loop.
-    let Some(record) = drains.remove(conn) else {
-        return;
+    let Kind::Draining(record) = drains.remove(conn)? else {
+        debug_assert!(false, "ended the drain of a parked connection");
+        return None;
     };
     conn.stop_draining();
     if let Some(report) = drains.book.close(record.batch, outcome, Instant::now()) {
         log_report(&report);
     }
+    Some(record)
 }
 
 fn log_report(r: &BatchReport) {

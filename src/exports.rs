@@ -599,7 +599,7 @@ pub unsafe extern "C" fn MRConnManager_GetDrainStats(
         .pools
         .for_each(|_, pool| to_open += pool.to_open() as u64);
     let stats = MRConnDrainStats {
-        queued: parts.state.backlog.queued() + to_open,
+        queued: parts.state.backlog.queued() + parts.state.drains.parked() + to_open,
         ..parts.state.drains.stats().into()
     };
     // SAFETY: 2.

@@ -65,6 +65,106 @@ pub unsafe fn callbacks(ac: NonNull<redisAsyncContext>) -> u64 {
     n
 }
 
+/// The callbacks still pending on a draining context, kept up to date in
+/// O(1) amortised per read: a draining context takes no command, so its
+/// lists only lose records at their heads. One walk, when the drain starts,
+/// notes each record's address and how many callbacks it and the records
+/// after it carry; a read then finds the list's new head among those still
+/// to come. (A freed record's address cannot be a live head's: every noted
+/// record was live at the same time.) A walk per read would make a drain of
+/// n replies cost O(n²).
+pub struct Countdown {
+    lists: [Trail; 2],
+}
+
+/// One list's records as noted: (address, callbacks from this record to the
+/// tail), and where its head was at the last read.
+struct Trail {
+    records: Vec<(usize, u64)>,
+    at: usize,
+}
+
+impl Countdown {
+    /// Notes the records of `ac`'s lists.
+    ///
+    /// # Safety
+    /// 1. As [`callbacks`].
+    pub unsafe fn new(ac: NonNull<redisAsyncContext>) -> Countdown {
+        // SAFETY: 1.
+        let ac = unsafe { ac.as_ref() };
+        let lists = [ac.replies.head, ac.sub.replies.head].map(|head| {
+            let mut records = Vec::new();
+            let mut record = head;
+            while !record.is_null() {
+                // SAFETY: 1.: a record of a well-formed list.
+                let r = unsafe { &*record };
+                records.push((record as usize, u64::from(r.fn_.is_some())));
+                record = r.next;
+            }
+            let mut below = 0;
+            for (_, n) in records.iter_mut().rev() {
+                below += *n;
+                *n = below;
+            }
+            Trail { records, at: 0 }
+        });
+        Countdown { lists }
+    }
+
+    /// The callbacks pending as of the last look.
+    pub fn pending(&self) -> u64 {
+        self.lists.iter().map(Trail::pending).sum()
+    }
+
+    /// Looks at `ac`'s lists again: the callbacks pending now.
+    ///
+    /// # Safety
+    /// 1. As [`callbacks`]; `ac` is the context this was made from, and
+    ///    nothing was queued on it since.
+    pub unsafe fn update(&mut self, ac: NonNull<redisAsyncContext>) -> u64 {
+        // SAFETY: 1.
+        let ac_ref = unsafe { ac.as_ref() };
+        let heads = [
+            ac_ref.replies.head as usize,
+            ac_ref.sub.replies.head as usize,
+        ];
+        let found = self
+            .lists
+            .iter_mut()
+            .zip(heads)
+            .all(|(trail, head)| trail.advance_to(head));
+        if !found {
+            // A record that was not noted: only a command queued while
+            // draining adds one, and none is.
+            debug_assert!(false, "a record queued on a draining context");
+            // SAFETY: 1.
+            *self = unsafe { Countdown::new(ac) };
+        }
+        self.pending()
+    }
+}
+
+impl Trail {
+    fn pending(&self) -> u64 {
+        self.records.get(self.at).map_or(0, |&(_, n)| n)
+    }
+
+    /// Moves on to `head` (0: an empty list); false if it was not noted.
+    fn advance_to(&mut self, head: usize) -> bool {
+        if head == 0 {
+            self.at = self.records.len();
+            return true;
+        }
+        while let Some(&(addr, _)) = self.records.get(self.at) {
+            if addr == head {
+                return true;
+            }
+            self.at += 1;
+        }
+        false
+    }
+}
+
 /// Runs every callback still pending on `ac`, oldest first, each exactly once
 /// with its own `REDIS_REPLY_ERROR` reply of `text` (from the host's
 /// `MRReply_CreateError`, owned by the callback as every reply is here), and

@@ -196,7 +196,6 @@ pub unsafe fn shutdown(map: Map) {
             .for_each(|_, pool| conns.extend(pool.take_all()));
         for job in parts.state.backlog.finish() {
             match job {
-                Job::Close(held) => conns.extend(held.let_go()),
                 Job::Leave(leave) => conns.extend(leave.abandon(&mut parts.state.drains)),
                 Job::Fill { .. } => {}
             }
@@ -241,22 +240,19 @@ fn depart(map: Map, mut leave: Leave) {
     }
 }
 
-/// Closes `conn`, which left its pool with nothing pending: in a slice when
-/// it has a socket (about 20 µs to close), now when it has none (which runs
-/// no callback: nothing can be pending on it).
+/// Closes `conn`, which left its pool with nothing pending: now when it has
+/// no socket (which runs no callback: nothing can be pending on it); in a
+/// slice when it has one (about 20 µs to close), parked meanwhile, so that
+/// an `Expand` or `Add` that comes first takes it back.
 fn close(map: Map, conn: ConnRef) {
     if conn.context().is_none() {
         conn.release("connection left its pool");
         return;
     }
-    let Some(held) = conn.hold() else {
-        return;
-    };
-    let loop_ = held.event_loop();
     let mut parts = map.parts();
-    parts.state.backlog.push_back(Job::Close(held));
+    drain::park(&mut parts.state.drains, conn);
     // SAFETY: the loop of a live connection, whose hooks and slices run on it.
-    unsafe { wake(&mut parts, loop_) };
+    unsafe { wake(&mut parts, conn.event_loop()) };
 }
 
 /// Makes sure a slice runs soon.
@@ -304,7 +300,9 @@ fn open_one(parts: &mut Parts<'_>, node: &CStr, ticket: u64) -> bool {
     false
 }
 
-/// One slice: queued work until the queue is empty or [`SLICE`] is spent.
+/// One slice: queued work, then the parked connections' closes, until none
+/// is left or [`SLICE`] is spent. Closes come last: a fill queued meanwhile
+/// takes parked connections back instead of opening new ones.
 ///
 /// # Safety
 /// 1. `handle` is the idle handle made by `wake`, not closed.
@@ -322,15 +320,20 @@ unsafe extern "C" fn run_slice(handle: *mut uv_idle_t) {
     loop {
         let mut parts = map.parts();
         let Some(job) = parts.state.backlog.pop_front() else {
-            return;
+            let Some(held) = drain::next_to_close(&mut parts.state.drains) else {
+                parts.state.backlog.sleep();
+                return;
+            };
+            drop(parts);
+            if let Some(conn) = held.let_go() {
+                conn.release("connection left its pool");
+            }
+            if start.elapsed() >= SLICE {
+                return;
+            }
+            continue;
         };
         match job {
-            Job::Close(held) => {
-                drop(parts);
-                if let Some(conn) = held.let_go() {
-                    conn.release("connection left its pool");
-                }
-            }
             Job::Leave(mut leave) => match leave.sort_next(&mut parts.state.drains) {
                 Sorted::Done => {}
                 Sorted::Busy => parts.state.backlog.push_front(Job::Leave(leave)),

@@ -7,6 +7,7 @@
 //! ends when its last connection has closed or returned to a pool, and that
 //! is when its duration is reported.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Identifies one batch within its [`DrainBook`].
@@ -89,7 +90,6 @@ pub struct BatchReport {
 
 #[derive(Debug)]
 struct Batch {
-    id: BatchId,
     started: Instant,
     remaining: u64,
     /// No connection joins any more.
@@ -98,9 +98,13 @@ struct Batch {
 }
 
 /// All batches of one manager and its running totals.
+///
+/// A batch is found by id in O(1), and leaves the book when it ends: a book
+/// holds only the batches with a connection still draining (or still being
+/// sorted), however many resizes came before.
 #[derive(Debug, Default)]
 pub struct DrainBook {
-    batches: Vec<Batch>,
+    batches: HashMap<BatchId, Batch>,
     next_id: BatchId,
     stats: DrainStats,
 }
@@ -110,28 +114,30 @@ impl DrainBook {
     pub fn open(&mut self, cause: DrainCause, now: Instant) -> BatchId {
         let id = self.next_id;
         self.next_id += 1;
-        self.batches.push(Batch {
+        self.batches.insert(
             id,
-            started: now,
-            remaining: 0,
-            sealed: false,
-            report: BatchReport {
-                cause,
-                elapsed: Duration::ZERO,
-                graceful: 0,
-                forced: 0,
-                broken: 0,
-                reclaimed: 0,
-                failed_callbacks: 0,
+            Batch {
+                started: now,
+                remaining: 0,
+                sealed: false,
+                report: BatchReport {
+                    cause,
+                    elapsed: Duration::ZERO,
+                    graceful: 0,
+                    forced: 0,
+                    broken: 0,
+                    reclaimed: 0,
+                    failed_callbacks: 0,
+                },
             },
-        });
+        );
         id
     }
 
     /// One more connection drains in batch `id`, which is not sealed. An
     /// unknown id is ignored.
     pub fn join(&mut self, id: BatchId) {
-        if let Some(batch) = self.batches.iter_mut().find(|b| b.id == id) {
+        if let Some(batch) = self.batches.get_mut(&id) {
             debug_assert!(!batch.sealed, "joined a sealed batch");
             batch.remaining += 1;
             self.stats.draining += 1;
@@ -142,9 +148,8 @@ impl DrainBook {
     /// connection that joined it has already ended; a batch that none joined
     /// ends without one. An unknown id is ignored.
     pub fn seal(&mut self, id: BatchId, now: Instant) -> Option<BatchReport> {
-        let at = self.batches.iter().position(|b| b.id == id)?;
-        self.batches[at].sealed = true;
-        self.end_if_done(at, now)
+        self.batches.get_mut(&id)?.sealed = true;
+        self.end_if_done(id, now)
     }
 
     /// Records how one connection of batch `id` ended; returns the batch's
@@ -156,8 +161,7 @@ impl DrainBook {
         outcome: DrainOutcome,
         now: Instant,
     ) -> Option<BatchReport> {
-        let at = self.batches.iter().position(|b| b.id == id)?;
-        let batch = &mut self.batches[at];
+        let batch = self.batches.get_mut(&id)?;
         let report = &mut batch.report;
         let stats = &mut self.stats;
         match outcome {
@@ -184,15 +188,15 @@ impl DrainBook {
         }
         stats.draining -= 1;
         batch.remaining -= 1;
-        self.end_if_done(at, now)
+        self.end_if_done(id, now)
     }
 
-    fn end_if_done(&mut self, at: usize, now: Instant) -> Option<BatchReport> {
-        let batch = &self.batches[at];
+    fn end_if_done(&mut self, id: BatchId, now: Instant) -> Option<BatchReport> {
+        let batch = self.batches.get(&id)?;
         if !batch.sealed || batch.remaining > 0 {
             return None;
         }
-        let done = self.batches.swap_remove(at);
+        let done = self.batches.remove(&id)?;
         let r = done.report;
         (r.graceful + r.forced + r.broken + r.reclaimed > 0).then(|| BatchReport {
             elapsed: now.saturating_duration_since(done.started),
