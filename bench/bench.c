@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conn.h"
 #include "harness.h"
@@ -505,6 +506,29 @@ static void on_flap(uv_timer_t *t) {
 
 static bool flap_done(void *arg) { (void)arg; return flap_cycle >= 40; }
 
+static bool nothing_queued(void *arg) {
+  (void)arg;
+  MRConnDrainStats s;
+  MRConnManager_GetDrainStats(&mgr, &s);
+  return s.queued == 0;
+}
+
+// IDLE_FLAPS Shrink(8 -> 1) + Expand(1 -> 8) of idle pools, `iterations`
+// loop iterations apart; returns the connections opened anew. host_log then
+// holds this part's lines only.
+#define IDLE_FLAPS 20
+static long idle_flaps(const int *ports, int nodes, int iterations) {
+  long conns0 = total_connections(ports, nodes);
+  host_log_clear();
+  for (int f = 0; f < IDLE_FLAPS; f++) {
+    MRConnManager_Shrink(&mgr, 1);
+    for (int i = 0; i < iterations; i++) uv_run(&loop, UV_RUN_NOWAIT);
+    MRConnManager_Expand(&mgr, 8, &loop);
+    loop_run_until(&loop, nothing_queued, NULL, 10000);
+  }
+  return total_connections(ports, nodes) - conns0 - nodes;
+}
+
 static void flap(const int *ports) {
   const int nodes = 3;
   open_pools(ports, nodes, 8);
@@ -522,11 +546,66 @@ static void flap(const int *ports) {
   long reconnects = total_connections(ports, nodes) - conns0 - nodes;  // minus our INFO clients
   MRConnDrainStats st;
   MRConnManager_GetDrainStats(&mgr, &st);
+  loop_run_until(&loop, all_completed, NULL, 10000);
+  // Idle flaps: the surplus is parked to close, and an Expand that comes
+  // before a slice has closed it takes it back.
+  long same_iteration = idle_flaps(ports, nodes, 0), closed_a = (long)host_log_count("debug", "to Freeing");
+  long next_iteration = idle_flaps(ports, nodes, 1), closed_b = (long)host_log_count("debug", "to Freeing");
   printf("{\"scenario\":\"flap\",\"cycles\":%d,\"commands\":%zu,\"reconnects\":%ld,\"reclaimed\":%" PRIu64
-         ",\"lost_callbacks\":%zu,\"duplicate_callbacks\":%zu,\"null_replies\":%zu}\n",
-         flap_cycle / 2, issued, reconnects, st.reclaimed, lost(), duplicates, nulls);
+         ",\"lost_callbacks\":%zu,\"duplicate_callbacks\":%zu,\"null_replies\":%zu,"
+         "\"idle_flaps\":%d,\"idle_same_iteration_closed\":%ld,\"idle_same_iteration_reconnects\":%ld,"
+         "\"idle_next_iteration_closed\":%ld,\"idle_next_iteration_reconnects\":%ld}\n",
+         flap_cycle / 2, issued, reconnects, st.reclaimed, lost(), duplicates, nulls, IDLE_FLAPS, closed_a,
+         same_iteration, closed_b, next_iteration);
   MRCommand_Free(&cmd);
   close_pools();
+}
+
+// ---- long drain ---------------------------------------------------------------------
+
+static uint64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+// The loop's CPU time from queuing LONG_N commands on one connection to the
+// last reply; with `drain`, the connection leaves its pool (its node is
+// removed) first, and drains them all.
+#define LONG_N 500000
+static double long_drain_pass(int port, bool drain) {
+  open_pools(&port, 1, 1);
+  reset_accounting(LONG_N);
+  MRCommand cmd = MR_NewCommand(1, "PING");
+  MRConn *c = MRConn_Get(&mgr, ids[0]);
+  uint64_t cpu0 = thread_cpu_ns();
+  for (size_t i = 0; i < LONG_N; i++)
+    if (!c || MRConn_SendCommand(c, &cmd, on_reply, (void *)(uintptr_t)i) != REDIS_OK)
+      on_reply(NULL, NULL, (void *)(uintptr_t)i);
+  issued = LONG_N;
+  if (drain) MRConnManager_Disconnect(&mgr, ids[0]);
+  loop_run_until(&loop, all_completed, NULL, 60000);
+  double ms = (double)(thread_cpu_ns() - cpu0) / 1e6;
+  MRCommand_Free(&cmd);
+  close_pools();
+  return ms;
+}
+
+// A drain that walked its reply list on every read would cost O(n^2): at
+// 500,000 replies, several times the control's time.
+static void long_drain(const int *ports) {
+  double control[3], drained[3];
+  size_t lost_total = 0;
+  for (int r = 0; r < 3; r++) {
+    control[r] = long_drain_pass(ports[0], false);
+    lost_total += lost();
+    drained[r] = long_drain_pass(ports[0], true);
+    lost_total += lost();
+  }
+  double c = median(control, 3), d = median(drained, 3);
+  printf("{\"scenario\":\"long_drain\",\"replies\":%d,\"drain_cpu_ms\":%.1f,\"control_cpu_ms\":%.1f,"
+         "\"ratio\":%.2f,\"drain_ns_per_reply\":%.0f,\"lost_callbacks\":%zu,\"runs\":3}\n",
+         LONG_N, d, c, d / c, d * 1e6 / LONG_N, lost_total);
 }
 
 // ---- memory -------------------------------------------------------------------------
@@ -677,9 +756,9 @@ int main(int argc, char **argv) {
     return 0;
   }
   bool all = argc == 1;
-  for (int s = 0; s < 7; s++) {
-    static const char *names[] = {"hot_path",         "throughput", "shrink_under_load", "drain_deadline",
-                                  "flap",             "memory",     "head_of_line"};
+  for (int s = 0; s < 8; s++) {
+    static const char *names[] = {"hot_path", "throughput", "shrink_under_load", "drain_deadline",
+                                  "flap",     "memory",     "head_of_line",      "long_drain"};
     bool want = all;
     for (int a = 1; a < argc; a++) want |= strcmp(argv[a], names[s]) == 0;
     if (!want) continue;
@@ -691,6 +770,7 @@ int main(int argc, char **argv) {
       case 4: flap(ports); break;
       case 5: memory(ports); break;
       case 6: head_of_line(); break;
+      case 7: long_drain(ports); break;
     }
     fflush(stdout);
   }
