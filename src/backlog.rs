@@ -9,8 +9,23 @@
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
 
+use std::time::Instant;
+
+use mrconn_core::Bucket;
+
 use crate::drain::Leave;
-use crate::event_loop::Idle;
+use crate::event_loop::{Idle, Timer};
+
+/// Socket closes at once, then per millisecond. A close costs the kernel
+/// about 20 µs in the call and as much again later, in softirq work (the FIN
+/// exchange, TIME_WAIT) that the next timer interrupts run on the loop's
+/// CPU: thousands of closes back to back, even in slices, stack that work
+/// into a few interrupts of several milliseconds each.
+const CLOSE_BURST: u32 = 32;
+const CLOSES_PER_MS: u32 = 4;
+
+/// How long the slices pause when the close budget is spent.
+pub const CLOSE_PAUSE_MS: u64 = 1;
 
 /// One step of queued work.
 pub enum Job {
@@ -27,13 +42,27 @@ pub enum Job {
 }
 
 /// A manager's queued resize work.
-#[derive(Default)]
 pub struct Backlog {
     jobs: VecDeque<Job>,
     /// Runs the slices; made on first use.
     idle: Option<Idle>,
+    /// Wakes the slices after a pause of the closes; made on first use.
+    pause: Option<Timer>,
+    closes: Bucket,
     /// The last fill ticket handed out.
     tickets: u64,
+}
+
+impl Default for Backlog {
+    fn default() -> Self {
+        Backlog {
+            jobs: VecDeque::new(),
+            idle: None,
+            pause: None,
+            closes: Bucket::new(CLOSE_BURST, CLOSES_PER_MS),
+            tickets: 0,
+        }
+    }
 }
 
 impl Backlog {
@@ -80,6 +109,31 @@ impl Backlog {
         self.idle.get_or_insert_with(make).start();
     }
 
+    /// Whether a socket may close now (see [`CLOSES_PER_MS`]).
+    pub fn may_close(&mut self) -> bool {
+        self.closes.take(Instant::now())
+    }
+
+    /// The slices pause for [`CLOSE_PAUSE_MS`] and then go on: `make` makes
+    /// the timer, the first time, and `resume` runs then.
+    pub fn pause(
+        &mut self,
+        make: impl FnOnce() -> Timer,
+        resume: unsafe extern "C" fn(*mut crate::sys::uv::uv_timer_t),
+    ) {
+        self.sleep();
+        self.pause
+            .get_or_insert_with(make)
+            .start(CLOSE_PAUSE_MS, resume);
+    }
+
+    /// After a pause: the slices go on.
+    pub fn resume(&self) {
+        if let Some(idle) = &self.idle {
+            idle.start();
+        }
+    }
+
     /// How many connections queued jobs still have to sort.
     pub fn queued(&self) -> u64 {
         self.jobs
@@ -91,10 +145,14 @@ impl Backlog {
             .sum()
     }
 
-    /// Shutdown: closes the idle handle and hands over the jobs left.
+    /// Shutdown: closes the idle handle and the timer, and hands over the
+    /// jobs left.
     pub fn finish(&mut self) -> VecDeque<Job> {
         if let Some(idle) = self.idle.take() {
             idle.close();
+        }
+        if let Some(pause) = self.pause.take() {
+            pause.close(|_| {});
         }
         std::mem::take(&mut self.jobs)
     }

@@ -24,10 +24,10 @@ use mrconn_core::{ConnState, DrainCause};
 use crate::backlog::Job;
 use crate::conn::{ConnRef, MRConn, Owner, Report};
 use crate::drain::{self, Leave, Sorted};
-use crate::event_loop::Idle;
+use crate::event_loop::{Idle, Timer};
 use crate::host::{Endpoint, Level, MREndpoint, hlog};
 use crate::manager::{MRConnManager, Map, NodePool, Parts};
-use crate::sys::uv::{uv_idle_t, uv_loop_t};
+use crate::sys::uv::{uv_idle_t, uv_loop_t, uv_timer_t};
 
 /// How long a call sorts leaving connections itself: what is left goes to
 /// the backlog, whose slice may run in the same loop iteration.
@@ -316,13 +316,31 @@ unsafe extern "C" fn run_slice(handle: *mut uv_idle_t) {
     // handle is; each step below borrows its parts and lets go before
     // closing anything.
     let map = unsafe { Map::new(map) };
+    // SAFETY: 1.: a plain read of a live handle's loop.
+    let loop_ = unsafe { (*handle).loop_ };
     let start = Instant::now();
     loop {
         let mut parts = map.parts();
         let Some(job) = parts.state.backlog.pop_front() else {
-            let Some(held) = drain::next_to_close(&mut parts.state.drains) else {
+            if !parts.state.drains.has_parked() {
                 parts.state.backlog.sleep();
                 return;
+            }
+            if !parts.state.backlog.may_close() {
+                let Some(loop_) = NonNull::new(loop_) else {
+                    return;
+                };
+                parts.state.backlog.pause(
+                    // SAFETY: the manager's loop, on its thread; the map
+                    // outlives the timer (Shutdown closes it before it
+                    // releases the map), and `resume` takes it as a Map.
+                    || unsafe { Timer::new(loop_, map.ptr().as_ptr().cast()) },
+                    resume,
+                );
+                return;
+            }
+            let Some(held) = drain::next_to_close(&mut parts.state.drains) else {
+                continue;
             };
             drop(parts);
             if let Some(conn) = held.let_go() {
@@ -356,6 +374,22 @@ unsafe extern "C" fn run_slice(handle: *mut uv_idle_t) {
             return;
         }
     }
+}
+
+/// The slices go on after a pause of the closes.
+///
+/// # Safety
+/// 1. `handle` is the timer made in `run_slice`, not closed.
+unsafe extern "C" fn resume(handle: *mut uv_timer_t) {
+    // SAFETY: 1.
+    let owner = unsafe { Timer::owner(handle) };
+    let Some(map) = NonNull::new(owner.cast()) else {
+        return;
+    };
+    // SAFETY: 1.: `run_slice` gave the timer its manager's map, live while
+    // the timer is.
+    let map = unsafe { Map::new(map) };
+    map.parts().state.backlog.resume();
 }
 
 /// What a draining connection reports (the hook of [`Owner`]).

@@ -14,3 +14,4 @@ pub use drain::{BatchId, BatchReport, DrainBook, DrainCause, DrainOutcome, Drain
 pub use index::{Grouped, SlotList};
 pub use pool::{Pick, Pool};
 pub use state::{ConnState, Event, next_state};
+pub use throttle::Bucket;
