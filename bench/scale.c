@@ -38,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conn.h"
 #include "harness.h"
@@ -143,6 +144,15 @@ static void pin_servers(pid_t pid) {
   sched_setaffinity(pid, sizeof rest, &rest);
 }
 
+// With MRCONN_METER_TRACE set, where each phase starts on the monotonic
+// clock (as the meter's trace lines, and `perf -k mono`).
+static void mark(const char *phase) {
+  if (!getenv("MRCONN_METER_TRACE")) return;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  fprintf(stderr, "phase %s from %.6f\n", phase, (double)ts.tv_sec + ts.tv_nsec / 1e9);
+}
+
 // The measurement window starts with the next iteration (run one even when
 // nothing keeps the loop alive yet).
 static void window(void) {
@@ -223,6 +233,7 @@ static void scenario(int n, int c) {
   size_t base_bytes = host_alloc_live_bytes();
   phase add, idle_shrink, expand_p, busy_shrink, drain_end, reply_burst, flap;
 
+  mark("add_all");
   window();
   loop_call(&loop, add_all, NULL);
   add.call_us = call_us;
@@ -232,11 +243,13 @@ static void scenario(int n, int c) {
   ok &= measure(pools_whole, &c, &add);
   double bytes = (double)(host_alloc_live_bytes() - base_bytes) / ((double)n * c);
 
+  mark("idle_shrink");
   window();
   idle_shrink.call_us = resize(shrink, 1);
   int one = 1;
   ok &= measure(pools_whole, &one, &idle_shrink);
 
+  mark("expand");
   window();
   expand_p.call_us = resize(expand, c);
   ok &= measure(pools_whole, &c, &expand_p);
@@ -245,6 +258,7 @@ static void scenario(int n, int c) {
   // resize. Its longest iterations are the replies' own processing (hiredis
   // and the callbacks), the same with or without mrconn.
   size_t sent = send_to_all();
+  mark("reply_burst");
   window();
   reply_burst.call_us = 0;
   ok &= measure(drains_over, &sent, &reply_burst);
@@ -254,10 +268,12 @@ static void scenario(int n, int c) {
   // burst, and the drains end: that window is reported apart (drain_end),
   // as most of it is the replies' own processing.
   sent = send_to_all();
+  mark("busy_shrink");
   window();
   busy_shrink.call_us = resize(shrink, 1);
   loop_run_for(&loop, 500);
   take(&busy_shrink);
+  mark("drain_end");
   loop_meter_reset(&meter);
   drain_end.call_us = 0;
   ok &= measure(drains_over, &sent, &drain_end);
@@ -267,12 +283,14 @@ static void scenario(int n, int c) {
   resize(expand, c);
   ok &= loop_run_until(&loop, pools_whole, &c, 120000);
   sent = send_to_all();
+  mark("flap");
   window();
   resize(shrink, 1);
   flap.call_us = resize(expand, c);
   ok &= measure(drains_over, &sent, &flap);
   ok &= loop_run_until(&loop, pools_whole, &c, 120000);
 
+  mark("shutdown");
   uint64_t t0 = now_us();
   MRConnManager_Shutdown(&mgr);
   double shutdown_ms = (now_us() - t0) / 1000.0;

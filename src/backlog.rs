@@ -22,7 +22,7 @@ use crate::event_loop::{Idle, Timer};
 /// CPU: thousands of closes back to back, even in slices, stack that work
 /// into a few interrupts of several milliseconds each.
 const CLOSE_BURST: u32 = 32;
-const CLOSES_PER_MS: u32 = 4;
+const CLOSES_PER_MS: u32 = 2;
 
 /// How long the slices pause when the close budget is spent.
 pub const CLOSE_PAUSE_MS: u64 = 1;

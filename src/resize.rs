@@ -7,9 +7,9 @@
 //! shows the connections still to open as `Connecting`, as conn.c's new
 //! connections are), and a connection that left its pool is in none, so
 //! `MRConn_Get` never returns it. Leaving connections are sorted
-//! ([`Leave`]): the first [`IN_CALL_AT_LEAST`] in the call, more while
-//! [`IN_CALL`] allows, the rest in slices of at most [`SLICE`] per loop
-//! iteration. `Shutdown` does what is left inside the call (CONTRACT §5).
+//! ([`Leave`]): in the call when there are at most [`IN_CALL`], otherwise
+//! in slices of at most [`SLICE`] per loop iteration. `Shutdown` does what
+//! is left inside the call (CONTRACT §5).
 //!
 //! No user callback runs while the manager's pools or state are borrowed:
 //! every step borrows them ([`Map::parts`]), collects what must close, and
@@ -29,14 +29,12 @@ use crate::host::{Endpoint, Level, MREndpoint, hlog};
 use crate::manager::{MRConnManager, Map, NodePool, Parts};
 use crate::sys::uv::{uv_idle_t, uv_loop_t, uv_timer_t};
 
-/// How long a call sorts leaving connections itself: what is left goes to
-/// the backlog, whose slice may run in the same loop iteration.
-const IN_CALL: Duration = Duration::from_micros(100);
-
-/// How many leaving connections a call sorts whatever the time (about 0.1 to
-/// 0.5 µs each): a resize of that many is over when the call returns, its
-/// notice logged, on any machine and build.
-const IN_CALL_AT_LEAST: usize = 256;
+/// The most leaving connections a call sorts itself (about 0.2 to 1 µs
+/// each): a resize of that many is over when the call returns, its notice
+/// logged, on any machine and build. More go to the slices, all of them: a
+/// call that leaves thousands has spent a few hundred µs marking them, and
+/// its loop iteration has no room for sorting as well.
+const IN_CALL: usize = 256;
 
 /// The most work one loop iteration does.
 const SLICE: Duration = Duration::from_micros(100);
@@ -210,11 +208,22 @@ pub unsafe fn shutdown(map: Map) {
     }
 }
 
-/// Sends `leave` on its way: sorts [`IN_CALL_AT_LEAST`] connections, and
-/// more while [`IN_CALL`] allows, now; queues the rest for the slices.
+/// Sends `leave` on its way: sorts it now if it holds at most [`IN_CALL`]
+/// connections, else queues it for the slices.
 fn depart(map: Map, mut leave: Leave) {
-    let start = Instant::now();
-    let mut sorted = 0;
+    map.parts().state.drains.reserve(leave.remaining());
+    if leave.remaining() > IN_CALL {
+        let mut parts = map.parts();
+        let Some(loop_) = leave.event_loop() else {
+            return;
+        };
+        // First: until a busy connection is sorted, its drain has no
+        // deadline timer.
+        parts.state.backlog.push_front(Job::Leave(Box::new(leave)));
+        // SAFETY: the loop of live connections.
+        unsafe { wake(&mut parts, loop_) };
+        return;
+    }
     loop {
         // Its own statement: the borrow ends before `close`.
         let next = leave.sort_next(&mut map.parts().state.drains);
@@ -222,20 +231,6 @@ fn depart(map: Map, mut leave: Leave) {
             Sorted::Done => return,
             Sorted::Busy => {}
             Sorted::Idle(conn) => close(map, conn),
-        }
-        sorted += 1;
-        // With none left, the next sort finishes the call's work here.
-        if leave.remaining() > 0 && sorted >= IN_CALL_AT_LEAST && start.elapsed() >= IN_CALL {
-            let mut parts = map.parts();
-            let Some(loop_) = leave.event_loop() else {
-                return;
-            };
-            // First: until a busy connection is sorted, its drain has no
-            // deadline timer.
-            parts.state.backlog.push_front(Job::Leave(Box::new(leave)));
-            // SAFETY: the loop of live connections.
-            unsafe { wake(&mut parts, loop_) };
-            return;
         }
     }
 }
@@ -400,13 +395,14 @@ unsafe extern "C" fn resume(handle: *mut uv_timer_t) {
 unsafe fn on_report(data: NonNull<c_void>, conn: ConnRef, report: Report) {
     // SAFETY: 1.
     let map = unsafe { Map::new(data.cast()) };
-    let parts = map.parts();
+    let mut parts = map.parts();
     let drains = &mut parts.state.drains;
     match report {
         Report::Read => {
             if drain::on_read(drains, conn) {
-                drop(parts);
-                close(map, conn);
+                // SAFETY: the loop of a live connection, whose hooks and
+                // slices run on it.
+                unsafe { wake(&mut parts, conn.event_loop()) };
             }
         }
         Report::LinkLost => drain::on_link_lost(drains, conn),

@@ -40,6 +40,11 @@ impl<C: Copy + PartialEq + std::fmt::Debug> SlotList<C> {
         self.members.get(slot).map(|&moved| (moved, slot))
     }
 
+    /// Room for `n` more members.
+    pub fn reserve(&mut self, n: usize) {
+        self.members.reserve(n);
+    }
+
     /// The last member.
     pub fn last(&self) -> Option<C> {
         self.members.last().copied()
