@@ -72,7 +72,9 @@ static void check_forced(MRConn *kept, int nreq, uint64_t t_shrink_us, int port)
   CHECK_MSG(first >= 150000 && last <= 1500000, "error replies at %" PRIu64 "..%" PRIu64 " us",
             first, last);
 
-  CHECK_EQ_INT(host_log_count("warning", "Drain deadline reached after "), POOL - 1);
+  // One line for the node: the others are summed (issue 18 item 4), and
+  // the drain's report counts them all.
+  CHECK_EQ_INT(host_log_count("warning", "Drain deadline reached after "), 1);
   char *w = host_log_find("warning", "Drain deadline reached after ");
   if (w) {
     printf("  log: %s\n", w);

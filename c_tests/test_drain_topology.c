@@ -166,7 +166,9 @@ TEST(shutdown_mid_drain_fails_pending_once) {
   int text_ok = 0;
   for (int k = 0; k < NREQ; k++) text_ok += reqs[k].calls == 1 && strcmp(reqs[k].err, want) == 0;
   CHECK_EQ_INT(text_ok, NREQ);
-  CHECK_EQ_INT(host_log_count("warning", "Shutdown while draining after "), POOL - 1);
+  // One line for the node: the others are summed (issue 18 item 4), and
+  // the drain's report counts them all.
+  CHECK_EQ_INT(host_log_count("warning", "Shutdown while draining after "), 1);
   char *w = host_log_find("warning", "Shutdown while draining after ");
   CHECK(w && strstr(w, ": closing by force, failing 3 pending commands"));
   if (w) printf("  log: %s\n", w);
@@ -210,7 +212,7 @@ TEST(server_killed_mid_drain) {
   CHECK_EQ_INT(s.graceful + s.forced + s.reclaimed, 0);
   // A broken link fails with NULL, as in conn.c; the stats count those too.
   CHECK_EQ_INT(s.failedCallbacks, NREQ - PER_CONN);
-  CHECK_EQ_INT(host_log_count("warning", "Link lost while draining"), POOL - 1);
+  CHECK_EQ_INT(host_log_count("warning", "Link lost while draining"), 1);  // the node's first
   char *line = host_log_find("notice", "MRConnManager_Shrink: drain of 3 connections finished in ");
   // Each drained connection had PER_CONN callbacks pending when its link broke.
   CHECK(line && strstr(line, "0 graceful, 0 forced, 3 lost their link, 0 reclaimed, 9 callbacks failed"));

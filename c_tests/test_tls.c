@@ -163,8 +163,9 @@ TEST(tls_bad_ca_no_auth) {
     }
     MRCommand_Free(&cmd);
   }
-  /* Each attempt reaches Connected before the handshake fails: still one
-     warning a minute per connection, with no meaningless "Success" in it. */
+  /* Each attempt reaches Connected before the handshake fails: the node's
+     warnings are summed (the first, then one line a 10 s window), with no
+     meaningless "Success" in them. */
   int attempts = host_log_count("debug", "Switching state to Reconnecting");
   int warned = host_log_count("warning", "Disconnected from node");
   printf("  %d attempts, %d 'Disconnected from node' warnings\n", attempts, warned);

@@ -11,14 +11,15 @@
 //! and states the invariant once; a connection's mutable parts are `Cell`s,
 //! so no `&mut MRConn` ever exists beside another reference to it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::fmt;
 use std::ptr::{self, NonNull};
+use std::rc::Rc;
 use std::time::Instant;
 
 use mrconn_core::pool::PENDING_CAP;
-use mrconn_core::{ConnState, Event, next_state, throttle};
+use mrconn_core::{ConnState, Event, NodeLog, Say, Warning, next_state};
 
 use crate::event_loop::{self, Timer};
 use crate::host::{self, Endpoint, Gil, Level, MRCommand, hlog};
@@ -35,7 +36,9 @@ use crate::{pending, reentry, tls};
 const RECONNECT_MS: u64 = 250;
 const REAUTH_MS: u64 = 1000;
 const INTERNAL_AUTH_USER: &[u8] = b"internal connection";
-const LINK_WARNING_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A node's summed warnings, shared by its connections (loop thread only).
+pub type NodeWarnings = Rc<RefCell<NodeLog>>;
 
 /// What a draining connection tells its owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,9 +102,9 @@ pub struct MRConn {
     loop_: NonNull<uv_loop_t>,
     /// Back-off while Reconnecting/ReAuth, the deadline while draining.
     timer: Timer,
-    /// When a warning of mrconn's own about the link (conn.c logs none
-    /// there) was last logged.
-    warned_at: Cell<Option<Instant>>,
+    /// Its node's warnings, summed (shared with the node's other
+    /// connections in this manager).
+    node_log: NodeWarnings,
     owner: Owner,
 }
 
@@ -199,7 +202,12 @@ impl MRConn {
     ///
     /// # Safety
     /// 1. `loop_` is live; this runs on its thread or before it runs.
-    pub unsafe fn open(ep: &Endpoint, loop_: NonNull<uv_loop_t>, owner: Owner) -> ConnRef {
+    pub unsafe fn open(
+        ep: &Endpoint,
+        loop_: NonNull<uv_loop_t>,
+        owner: Owner,
+        node_log: NodeWarnings,
+    ) -> ConnRef {
         // SAFETY: 1.; the owner is set below, before the timer can run.
         let timer = unsafe { Timer::new(loop_, ptr::null_mut()) };
         let conn = NonNull::from(Box::leak(Box::new(MRConn {
@@ -210,7 +218,7 @@ impl MRConn {
             ep: ep.clone(),
             loop_,
             timer,
-            warned_at: Cell::new(None),
+            node_log,
             owner,
         })));
         // SAFETY: a fresh connection, freed only through its timer's close
@@ -445,16 +453,39 @@ impl MRConn {
         }
     }
 
-    /// Logs one of mrconn's own warnings about the link, at most once a
-    /// minute per connection: conn.c is silent there, and a connection that
-    /// keeps failing retries every 250 ms (and one whose TLS handshake is
-    /// rejected reaches Connected on every attempt).
-    fn warn_link(&self, what: fmt::Arguments<'_>) {
-        let mut last = self.warned_at.get();
-        if throttle::due(&mut last, Instant::now(), LINK_WARNING_PERIOD) {
-            hlog!(Level::Warning, "{} {what}", Tag(self));
+    /// Logs `what`, a warning of `kind`, as its node's log allows: the
+    /// first of its kind as is (conn.c's text, where conn.c logs it), the
+    /// repeats from any of the node's connections summed, one line per
+    /// window. A connection that keeps failing retries every 250 ms.
+    pub fn warn(&self, kind: Warning, what: fmt::Arguments<'_>) {
+        let id = ptr::from_ref(self) as usize;
+        let say = self.node_log.borrow_mut().warn(kind, id, Instant::now());
+        match say {
+            Say::Line => hlog!(Level::Warning, "{} {what}", Tag(self)),
+            Say::Summary { count, conns, over } => hlog!(
+                Level::Warning,
+                "{} {what} ({count} times on {conns} connections of this node in the last {} s)",
+                Tag(self),
+                over.as_secs()
+            ),
+            Say::Nothing => {}
         }
-        self.warned_at.set(last);
+    }
+
+    /// It reached Connected: its node's link warnings end, with a notice if
+    /// there were any.
+    fn recovered(&self) {
+        let recovery = self.node_log.borrow_mut().recovered(Instant::now());
+        if let Some(r) = recovery {
+            hlog!(
+                Level::Notice,
+                "{} Node reachable again after {} failures on {} connections over {} s",
+                Tag(self),
+                r.failures,
+                r.conns,
+                r.over.as_secs()
+            );
+        }
     }
 
     /// Reports `what` to its owner, if it drains.
@@ -532,7 +563,8 @@ impl ConnRef {
             }
             ConnState::ReAuth => self.timer.start(REAUTH_MS, on_reauth_timer),
             ConnState::Authenticating => send_auth(self),
-            ConnState::Connecting | ConnState::Connected => {}
+            ConnState::Connected => self.recovered(),
+            ConnState::Connecting => {}
             ConnState::Freeing => self.teardown(why),
         }
     }
@@ -701,10 +733,9 @@ fn connect(conn: ConnRef) -> Result<(), ()> {
     if failed {
         // SAFETY: as above.
         let why = errstr(unsafe { &(*ac.as_ptr()).c });
-        hlog!(
-            Level::Warning,
-            "{} Could not connect to node: {why}",
-            Tag(&conn)
+        conn.warn(
+            Warning::ConnectNotStarted,
+            format_args!("Could not connect to node: {why}"),
         );
         // SAFETY: `ac` is ours and unused.
         unsafe { redisAsyncFree(ac.as_ptr()) };
@@ -766,7 +797,10 @@ unsafe extern "C" fn on_connect(ac: *const redisAsyncContext, status: c_int) {
     if status != REDIS_OK as c_int {
         // SAFETY: as above.
         let why = errstr(unsafe { &(*ac).c });
-        hlog!(Level::Warning, "{} Error on connect: {why}", Tag(&conn));
+        conn.warn(
+            Warning::ConnectFailed,
+            format_args!("Error on connect: {why}"),
+        );
         conn.switch(Event::ConnectFailed);
         return;
     }
@@ -786,12 +820,15 @@ unsafe extern "C" fn on_disconnect(ac: *const redisAsyncContext, status: c_int) 
     };
     // Beyond upstream, which switches silently: a link that broke with an
     // error (server gone, TLS handshake rejected after the connect callback)
-    // gets a warning, at most once a minute. A draining connection reports its
+    // gets a warning, summed per node. A draining connection reports its
     // broken link in its drain's terms instead.
     if status != REDIS_OK as c_int && !conn.is_leaving() {
         // SAFETY: as above.
         let why = unsafe { context_error(ac) };
-        conn.warn_link(format_args!("Disconnected from node: {why}"));
+        conn.warn(
+            Warning::Disconnected,
+            format_args!("Disconnected from node: {why}"),
+        );
     }
     conn.switch(Event::Disconnected);
 }
@@ -827,7 +864,10 @@ unsafe extern "C" fn on_auth(
             // happens after the connect callback); say why.
             // SAFETY: as above.
             let why = unsafe { context_error(ac) };
-            conn.warn_link(format_args!("Lost the link while authenticating: {why}"));
+            conn.warn(
+                Warning::AuthLost,
+                format_args!("Lost the link while authenticating: {why}"),
+            );
             Event::AuthLost
         } else {
             // SAFETY: a non-NULL reply from hiredis.
@@ -844,10 +884,9 @@ unsafe extern "C" fn on_auth(
                     })
                     .into_owned()
                 };
-                hlog!(
-                    Level::Warning,
-                    "{} Error authenticating: {text}",
-                    Tag(&conn)
+                conn.warn(
+                    Warning::AuthRejected,
+                    format_args!("Error authenticating: {text}"),
                 );
                 Event::AuthRejected
             } else {

@@ -27,9 +27,10 @@ use std::time::Instant;
 
 use mrconn_core::{
     BatchId, BatchReport, DrainBook, DrainCause, DrainOutcome, DrainStats, Grouped, SlotList,
+    Warning,
 };
 
-use crate::conn::{ConnRef, Held, Tag};
+use crate::conn::{ConnRef, Held};
 use crate::host::{Endpoint, Level, hlog};
 use crate::pending::{self, Countdown};
 use crate::sys::glue::mrconn_enforced_query_timeout_ms;
@@ -423,10 +424,9 @@ pub fn on_read(drains: &mut Drains, conn: ConnRef) -> bool {
 /// its pending callbacks with NULL.
 pub fn on_link_lost(drains: &mut Drains, conn: ConnRef) {
     let failed = drains.draining(conn).map_or(0, |d| d.countdown.pending());
-    hlog!(
-        Level::Warning,
-        "{} Link lost while draining: {failed} pending commands failed",
-        Tag(&conn)
+    conn.warn(
+        Warning::LinkLostWhileDraining,
+        format_args!("Link lost while draining: {failed} pending commands failed"),
     );
     end(drains, conn, DrainOutcome::Broken { failed });
 }
@@ -447,11 +447,12 @@ fn force(drains: &mut Drains, conn: ConnRef, why: &str) -> Option<Draining> {
     let failed = conn
         .context()
         .map_or(0, |ac| unsafe { pending::callbacks(ac) });
-    hlog!(
-        Level::Warning,
-        "{} {why} after {} ms: closing by force, failing {failed} pending commands",
-        Tag(&conn),
-        since.elapsed().as_millis()
+    conn.warn(
+        Warning::DrainForced,
+        format_args!(
+            "{why} after {} ms: closing by force, failing {failed} pending commands",
+            since.elapsed().as_millis()
+        ),
     );
     end(drains, conn, DrainOutcome::Forced { failed })
 }

@@ -14,7 +14,7 @@ use std::ptr::{self, NonNull};
 use mrconn_core::{ConnState, Pool};
 
 use crate::backlog::Backlog;
-use crate::conn::ConnRef;
+use crate::conn::{ConnRef, NodeWarnings};
 use crate::drain::Drains;
 use crate::host::{
     self, Endpoint, RS_dictAddOrFind, RS_dictCreate, RS_dictDelete, RS_dictFind,
@@ -44,6 +44,8 @@ pub struct NodePool {
     loop_: NonNull<uv_loop_t>,
     /// The ticket of its queued fill, if one is queued.
     pub fill_ticket: Option<u64>,
+    /// Its connections' warnings, summed.
+    log: NodeWarnings,
 }
 
 impl NodePool {
@@ -57,7 +59,13 @@ impl NodePool {
             ep,
             loop_,
             fill_ticket: None,
+            log: NodeWarnings::default(),
         }
+    }
+
+    /// Its connections' warnings, for a connection it opens.
+    pub fn log(&self) -> NodeWarnings {
+        self.log.clone()
     }
 
     /// The node's endpoint.

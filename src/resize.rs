@@ -285,7 +285,7 @@ fn open_one(parts: &mut Parts<'_>, node: &CStr, ticket: u64) -> bool {
         // hook borrows nothing live while it runs.
         let owner = unsafe { Owner::new(on_report, map.ptr().cast()) };
         // SAFETY: a pool's loop is live, and slices run on it.
-        unsafe { MRConn::open(pool.endpoint(), pool.event_loop(), owner) }
+        unsafe { MRConn::open(pool.endpoint(), pool.event_loop(), owner, pool.log()) }
     });
     pool.fill_one(conn);
     if pool.to_open() > 0 {

@@ -6,12 +6,14 @@
 
 pub mod drain;
 pub mod index;
+pub mod node_log;
 pub mod pool;
 pub mod state;
 pub mod throttle;
 
 pub use drain::{BatchId, BatchReport, DrainBook, DrainCause, DrainOutcome, DrainStats};
 pub use index::{Grouped, SlotList};
+pub use node_log::{NodeLog, Recovery, Say, Warning};
 pub use pool::{Pick, Pool};
 pub use state::{ConnState, Event, next_state};
 pub use throttle::Bucket;
