@@ -32,8 +32,6 @@ pub enum Warning {
     DrainForced,
 }
 
-const KINDS: usize = 7;
-
 /// The kinds that a connection reaching Connected ends: a drain's warnings
 /// come from connections that are Connected all along.
 const ENDED_BY_RECOVERY: [Warning; 5] = [
@@ -104,10 +102,11 @@ impl Episode {
     }
 }
 
-/// One node's warnings, in one manager.
+/// One node's warnings, in one manager. Empty (no allocation) until the
+/// node's first warning: there is one per pool.
 #[derive(Debug, Default)]
 pub struct NodeLog {
-    episodes: [Option<Episode>; KINDS],
+    episodes: Vec<(Warning, Episode)>,
     last_recovery_line: Option<Instant>,
 }
 
@@ -117,14 +116,15 @@ impl NodeLog {
     /// with no warning of its kind and none left to sum, a warning is a
     /// first one again.
     pub fn warn(&mut self, kind: Warning, conn: usize, now: Instant) -> Say {
-        let slot = &mut self.episodes[kind as usize];
-        let Some(e) = slot
-            .as_mut()
-            .filter(|e| e.count > 0 || now.saturating_duration_since(e.last_event) < WINDOW)
-        else {
-            *slot = Some(Episode::new(conn, now));
+        let Some(at) = self.episodes.iter().position(|(k, _)| *k == kind) else {
+            self.episodes.push((kind, Episode::new(conn, now)));
             return Say::Line;
         };
+        let e = &mut self.episodes[at].1;
+        if e.count == 0 && now.saturating_duration_since(e.last_event) >= WINDOW {
+            *e = Episode::new(conn, now);
+            return Say::Line;
+        }
         e.last_event = now;
         e.recovered = false;
         e.total += 1;
@@ -153,10 +153,11 @@ impl NodeLog {
     pub fn recovered(&mut self, now: Instant) -> Option<Recovery> {
         let mut found: Option<Recovery> = None;
         let mut conns = HashSet::new();
-        for kind in ENDED_BY_RECOVERY {
-            let Some(e) = self.episodes[kind as usize].as_mut() else {
-                continue;
-            };
+        let link = self
+            .episodes
+            .iter_mut()
+            .filter(|(k, _)| ENDED_BY_RECOVERY.contains(k));
+        for (_, e) in link {
             if e.recovered {
                 continue;
             }
@@ -180,8 +181,8 @@ impl NodeLog {
         }
         self.last_recovery_line = Some(now);
         // What the line reports is not summed again.
-        for kind in ENDED_BY_RECOVERY {
-            if let Some(e) = self.episodes[kind as usize].as_mut() {
+        for (k, e) in &mut self.episodes {
+            if ENDED_BY_RECOVERY.contains(k) {
                 e.count = 0;
                 e.conns.clear();
             }
