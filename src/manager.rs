@@ -7,6 +7,7 @@
 //! dict's `privdata`. Both are reached through [`Parts`], a borrow that the
 //! re-entrancy guard checks in debug builds.
 
+use std::cell::OnceCell;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
@@ -44,8 +45,9 @@ pub struct NodePool {
     loop_: NonNull<uv_loop_t>,
     /// The ticket of its queued fill, if one is queued.
     pub fill_ticket: Option<u64>,
-    /// Its connections' warnings, summed.
-    log: NodeWarnings,
+    /// Its connections' warnings, summed; made with its first connection
+    /// (a topology update adds thousands of pools in one call).
+    log: OnceCell<NodeWarnings>,
 }
 
 impl NodePool {
@@ -59,13 +61,13 @@ impl NodePool {
             ep,
             loop_,
             fill_ticket: None,
-            log: NodeWarnings::default(),
+            log: OnceCell::new(),
         }
     }
 
     /// Its connections' warnings, for a connection it opens.
     pub fn log(&self) -> NodeWarnings {
-        self.log.clone()
+        self.log.get_or_init(NodeWarnings::default).clone()
     }
 
     /// The node's endpoint.
