@@ -8,24 +8,24 @@
 
 use std::collections::VecDeque;
 use std::ffi::{CStr, CString};
-
 use std::time::Instant;
 
 use mrconn_core::Bucket;
 
 use crate::drain::Leave;
 use crate::event_loop::{Idle, Timer};
+use crate::sys::uv::uv_timer_t;
 
-/// Socket closes at once, then per millisecond. A close costs the kernel
-/// about 20 µs in the call and as much again later, in softirq work (the FIN
-/// exchange, TIME_WAIT) that the next timer interrupts run on the loop's
-/// CPU: thousands of closes back to back, even in slices, stack that work
-/// into a few interrupts of several milliseconds each.
+/// Socket closes allowed at once, and then per millisecond. A close costs
+/// the kernel about 20 µs in the call and as much again later, in softirq
+/// work (the FIN exchange, TIME_WAIT, RCU frees) that the next timer
+/// interrupts run on the loop's CPU: thousands of closes back to back, even
+/// in slices, stack that work into a few interrupts of milliseconds each.
 const CLOSE_BURST: u32 = 32;
 const CLOSES_PER_MS: u32 = 2;
 
 /// How long the slices pause when the close budget is spent.
-pub const CLOSE_PAUSE_MS: u64 = 1;
+const CLOSE_PAUSE_MS: u64 = 1;
 
 /// One step of queued work.
 pub enum Job {
@@ -119,7 +119,7 @@ impl Backlog {
     pub fn pause(
         &mut self,
         make: impl FnOnce() -> Timer,
-        resume: unsafe extern "C" fn(*mut crate::sys::uv::uv_timer_t),
+        resume: unsafe extern "C" fn(*mut uv_timer_t),
     ) {
         self.sleep();
         self.pause

@@ -807,7 +807,8 @@ unsafe extern "C" fn on_connect(ac: *const redisAsyncContext, status: c_int) {
     // SAFETY: as above; hiredis does not touch its context while its connect
     // callback runs, and nothing else refers to the link.
     let link = unsafe { &mut (*ac.cast_mut()).c };
-    let tls_ok = tls::initiate(link, conn.ep.raw(), &Tag(&conn)).is_ok();
+    let warn = |what: fmt::Arguments<'_>| conn.warn(Warning::TlsFailed, what);
+    let tls_ok = tls::initiate(link, conn.ep.raw(), &Tag(&conn), &warn).is_ok();
     let has_password = conn.ep.password().is_some();
     let needs_auth = !host::IsEnterprise() || has_password;
     conn.switch(Event::ConnectSucceeded { tls_ok, needs_auth });

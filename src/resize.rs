@@ -211,6 +211,7 @@ pub unsafe fn shutdown(map: Map) {
 /// Sends `leave` on its way: sorts it now if it holds at most [`IN_CALL`]
 /// connections, else queues it for the slices.
 fn depart(map: Map, mut leave: Leave) {
+    // Room for all of them in the registry now, not a rehash in a slice.
     map.parts().state.drains.reserve(leave.remaining());
     if leave.remaining() > IN_CALL {
         let mut parts = map.parts();

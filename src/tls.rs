@@ -99,12 +99,15 @@ impl Throttle {
 }
 
 /// Starts TLS on `link`, a connection to `ep` just connected, when the
-/// configuration asks for it. `Err` (logged, each line starting with `tag`)
-/// sends the connection back to `Reconnecting`.
+/// configuration asks for it. `Err` sends the connection back to
+/// `Reconnecting`; why is logged through `warn` (conn.c's lines, which the
+/// connection sums per node), or, for missing files, once a minute with
+/// `tag`.
 pub fn initiate(
     link: &mut redisContext,
     ep: &MREndpoint,
     tag: &dyn fmt::Display,
+    warn: &dyn Fn(fmt::Arguments<'_>),
 ) -> Result<(), ()> {
     let files = match wanted(ep) {
         Ok(None) => return Ok(()),
@@ -131,11 +134,7 @@ pub fn initiate(
             let why = unsafe { CStr::from_ptr(text) }
                 .to_string_lossy()
                 .into_owned();
-            hlog!(
-                Level::Warning,
-                "{} Error on ssl context creation: {why}",
-                tag
-            );
+            warn(format_args!("Error on ssl context creation: {why}"));
             return Err(());
         }
     };
@@ -145,7 +144,7 @@ pub fn initiate(
     // SAFETY: the SSL object, if any, holds its own reference to `ctx`.
     unsafe { SSL_CTX_free(ctx.as_ptr()) };
     if ssl.is_null() {
-        hlog!(Level::Warning, "{} Error creating SSL object", tag);
+        warn(format_args!("Error creating SSL object"));
         return Err(());
     }
     // SAFETY: hiredis takes `ssl` on success.
@@ -156,7 +155,7 @@ pub fn initiate(
         } else {
             "Unknown error".to_owned()
         };
-        hlog!(Level::Warning, "{} Error on tls auth, {why}.", tag);
+        warn(format_args!("Error on tls auth, {why}."));
         // SAFETY: hiredis did not take `ssl`.
         unsafe { SSL_free(ssl) };
         return Err(());

@@ -22,6 +22,9 @@ pub enum Warning {
     ConnectNotStarted,
     /// conn.c's "Error authenticating".
     AuthRejected,
+    /// conn.c's TLS lines: "Error on ssl context creation", "Error creating
+    /// SSL object", "Error on tls auth".
+    TlsFailed,
     /// A used connection's link broke.
     Disconnected,
     /// The link broke under `AUTH`.
@@ -34,10 +37,11 @@ pub enum Warning {
 
 /// The kinds that a connection reaching Connected ends: a drain's warnings
 /// come from connections that are Connected all along.
-const ENDED_BY_RECOVERY: [Warning; 5] = [
+const ENDED_BY_RECOVERY: [Warning; 6] = [
     Warning::ConnectFailed,
     Warning::ConnectNotStarted,
     Warning::AuthRejected,
+    Warning::TlsFailed,
     Warning::Disconnected,
     Warning::AuthLost,
 ];
