@@ -11,7 +11,9 @@
 //     is left open when Shutdown returns;
 //   - a server killed mid-drain: pending callbacks get NULL once, the
 //     connections are freed, no reconnect is attempted for them, stats.broken
-//     counts them;
+//     counts them; when some replies came first, the warning and the stats
+//     count only the callbacks still pending (the drain's countdown follows
+//     each read);
 //   - the single-shard case: Init, Add and Shrink before the loop ever ran
 //     (connections still Connecting): the surplus closes at once, nothing
 //     crashes, and Shutdown then one UV_RUN_ONCE leaves a closable loop and
@@ -301,9 +303,46 @@ static void single_shard(bool run_loop) {
 TEST(single_shard_shrink_before_the_loop_ran) { single_shard(false); }
 TEST(single_shard_shrink_before_the_loop_ran_then_loop_runs) { single_shard(true); }
 
+// A drain counts what is still pending as replies arrive (read by read, in
+// O(1) each): when its link breaks after some replies, the warning and the
+// stats name only the callbacks that got NULL.
+TEST(link_lost_after_some_replies_counts_only_the_rest) {
+  REQUIRE(dc_cluster_start(&cl, 1, 2));
+  MRConn *conns[2];
+  REQUIRE(dc_distinct(&cl.mgr, "n0", 2, conns) == 2);
+  memset(reqs, 0, sizeof reqs);
+  dc_reset_counts();
+  // On each connection: two ECHOs, a BLPOP of 5 s, two more ECHOs.
+  for (int j = 0; j < 2; j++)
+    for (int k = 0; k < 5; k++) {
+      dc_req *q = &reqs[j * 5 + k];
+      q->id = j * 5 + k;
+      REQUIRE((k == 2 ? dc_send_blpop(conns[j], q, "5") : dc_send_echo(conns[j], q)) == REDIS_OK);
+    }
+  host_log_clear();
+  MRConnManager_Shrink(&cl.mgr, 1);  // one of them drains, 5 pending
+  CHECK(host_log_count("notice", "1 draining with 5 commands pending") == 1);
+  loop_run_for(&cl.loop, 100);  // the first two ECHOs on each are answered
+  CHECK_EQ_INT(dc.replies, 4);
+  redis_kill(&cl.redis[0]);
+  uint64_t from = now_ms();
+  while (dc.replies + dc.nulls < 10 && now_ms() - from < 5000) loop_run_for(&cl.loop, 10);
+  CHECK_EQ_INT(dc.nulls, 6);
+  MRConnDrainStats s = dc_stats(&cl.mgr);
+  CHECK_EQ_INT(s.broken, 1);
+  CHECK_EQ_INT(s.failedCallbacks, 3);
+  char *line = host_log_find("warning", "Link lost while draining: ");
+  CHECK(line && strstr(line, "Link lost while draining: 3 pending commands failed"));
+  if (line) printf("  log: %s\n", line);
+  free(line);
+  CHECK_EQ_INT(dc.duplicates, 0);
+  dc_cluster_stop(&cl);
+}
+
 HARNESS_MAIN(HARNESS_TEST(disconnect_under_load_drains),
              HARNESS_TEST(endpoint_change_under_load_drains_the_old_pool),
              HARNESS_TEST(shutdown_mid_drain_fails_pending_once),
              HARNESS_TEST(server_killed_mid_drain),
+             HARNESS_TEST(link_lost_after_some_replies_counts_only_the_rest),
              HARNESS_TEST(single_shard_shrink_before_the_loop_ran),
              HARNESS_TEST(single_shard_shrink_before_the_loop_ran_then_loop_runs))
