@@ -527,10 +527,10 @@ pub fn reclaim(drains: &mut Drains, ep: &Endpoint) -> Option<ConnRef> {
 /// booked, and the batch's report logged when it was the last. Returns its
 /// record.
 fn end(drains: &mut Drains, conn: ConnRef, outcome: DrainOutcome) -> Option<Draining> {
+    drains.draining(conn)?;
     // Out of the lists in O(1): when thousands of drains end in one burst of
     // replies, a search per drain would stall the loop.
-    let Kind::Draining(record) = drains.remove(conn)? else {
-        debug_assert!(false, "ended the drain of a parked connection");
+    let Some(Kind::Draining(record)) = drains.remove(conn) else {
         return None;
     };
     conn.stop_draining();

@@ -232,7 +232,9 @@ unsafe fn handle_closed(att: *mut Attachment) {
 }
 
 /// A libuv timer on the heap whose callbacks get its owner: it may move
-/// with its owner, and it is closed at most once.
+/// with its owner, and it is closed at most once. Made only by the unsafe
+/// [`Timer::new`], whose contract (a live loop, used on its thread) every
+/// method relies on when it touches the handle.
 pub struct Timer {
     block: NonNull<TimerBlock>,
     closed: Cell<bool>,
@@ -347,7 +349,8 @@ unsafe extern "C" fn on_timer_block_closed(handle: *mut uv_handle_t) {
 }
 
 /// A libuv idle handle on the heap: while started, its callback runs once per
-/// loop iteration and the loop does not block waiting for I/O.
+/// loop iteration and the loop does not block waiting for I/O. Made only by
+/// the unsafe [`Idle::new`], whose contract every method relies on.
 pub struct Idle {
     handle: NonNull<uv_idle_t>,
     cb: unsafe extern "C" fn(*mut uv_idle_t),

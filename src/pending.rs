@@ -19,7 +19,7 @@ use crate::host;
 use crate::sys::glue::mrconn_free_callback;
 use crate::sys::hiredis::{
     REDIS_DISCONNECTING, REDIS_IN_CALLBACK, REDIS_NO_AUTO_FREE_REPLIES, REDIS_SUBSCRIBED,
-    redisAsyncContext, redisCallbackFn,
+    redisAsyncContext, redisCallback, redisCallbackFn,
 };
 
 /// Whether `ac` has nothing left to do: no record in either list (a command
@@ -52,17 +52,29 @@ pub unsafe fn is_idle(ac: NonNull<redisAsyncContext>) -> bool {
 pub unsafe fn callbacks(ac: NonNull<redisAsyncContext>) -> u64 {
     // SAFETY: 1.
     let ac = unsafe { ac.as_ref() };
-    let mut n = 0;
-    for head in [ac.replies.head, ac.sub.replies.head] {
-        let mut record = head;
-        while !record.is_null() {
-            // SAFETY: 1.: a record of a well-formed list.
-            let r = unsafe { &*record };
-            n += u64::from(r.fn_.is_some());
-            record = r.next;
-        }
-    }
-    n
+    [ac.replies.head, ac.sub.replies.head]
+        .into_iter()
+        // SAFETY: 1.: the heads of a live context's well-formed lists.
+        .map(|head| unsafe { records(head) }.filter(|&(_, cb)| cb).count() as u64)
+        .sum()
+}
+
+/// The records of the list starting at `head`: each one's address, and
+/// whether it carries a callback.
+///
+/// # Safety
+/// 1. `head` is the head of a well-formed list of a live context, which
+///    stays unchanged while the iterator is used.
+unsafe fn records(head: *mut redisCallback) -> impl Iterator<Item = (usize, bool)> {
+    std::iter::successors(NonNull::new(head), |record| {
+        // SAFETY: 1.: a record of the list.
+        NonNull::new(unsafe { record.as_ref() }.next)
+    })
+    .map(|record| {
+        // SAFETY: 1.: as above.
+        let r = unsafe { record.as_ref() };
+        (record.as_ptr() as usize, r.fn_.is_some())
+    })
 }
 
 /// The callbacks still pending on a draining context, kept up to date in
@@ -93,14 +105,10 @@ impl Countdown {
         // SAFETY: 1.
         let ac = unsafe { ac.as_ref() };
         let lists = [ac.replies.head, ac.sub.replies.head].map(|head| {
-            let mut records = Vec::new();
-            let mut record = head;
-            while !record.is_null() {
-                // SAFETY: 1.: a record of a well-formed list.
-                let r = unsafe { &*record };
-                records.push((record as usize, u64::from(r.fn_.is_some())));
-                record = r.next;
-            }
+            // SAFETY: 1.: the head of a live context's well-formed list.
+            let mut records: Vec<(usize, u64)> = unsafe { records(head) }
+                .map(|(addr, cb)| (addr, u64::from(cb)))
+                .collect();
             let mut below = 0;
             for (_, n) in records.iter_mut().rev() {
                 below += *n;
@@ -116,12 +124,12 @@ impl Countdown {
         self.lists.iter().map(Trail::pending).sum()
     }
 
-    /// Looks at `ac`'s lists again: the callbacks pending now.
+    /// Looks at `ac`'s lists again, for [`Countdown::pending`].
     ///
     /// # Safety
     /// 1. As [`callbacks`]; `ac` is the context this was made from, and
     ///    nothing was queued on it since.
-    pub unsafe fn update(&mut self, ac: NonNull<redisAsyncContext>) -> u64 {
+    pub unsafe fn update(&mut self, ac: NonNull<redisAsyncContext>) {
         // SAFETY: 1.
         let ac_ref = unsafe { ac.as_ref() };
         let heads = [
@@ -140,7 +148,6 @@ impl Countdown {
             // SAFETY: 1.
             *self = unsafe { Countdown::new(ac) };
         }
-        self.pending()
     }
 }
 
