@@ -50,8 +50,8 @@ fn bank_cap(pool_len: usize) -> usize {
 /// Probes a call banks when it takes an idle connection. Measured with
 /// `scripts/bench.sh head_of_line` (pool 8, ~2.5 connections blocked at a
 /// time, often several in a row): banking 2 let scans past the blocked runs
-/// drain the bank (fast p99 21 ms), 4 still did (6-10 ms), 8 keeps it full
-/// (0.4-2.5 ms). Any constant keeps the cost O(1) amortised.
+/// drain the bank (fast p99 22-23 ms), 4 still did (5-7 ms), 8 keeps it full
+/// (0.3-0.6 ms). Any constant keeps the cost O(1) amortised.
 const IDLE_EARNS: usize = 8;
 
 /// The connections to one node that take new commands, the cursor that
