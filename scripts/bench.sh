@@ -8,8 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" --target mrconn_bench mrconn_scale >/dev/null
+# Its own build directory: scripts/test.sh configures `build` as Debug.
+cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-rel -j"$(nproc)" --target mrconn_bench mrconn_scale >/dev/null
 # 10,000 connections, and the redis-servers' side of them.
 ulimit -n "$(ulimit -Hn)"
 # scale runs on jemalloc when the machine has it (Debian's redis-server
@@ -19,10 +20,10 @@ ulimit -n "$(ulimit -Hn)"
 scale() {
   local je
   je=$(ldconfig -p | awk '/libjemalloc\.so\.2 / {print $NF; exit}')
-  LD_PRELOAD="${je:-}" build/mrconn_scale
+  LD_PRELOAD="${je:-}" build-rel/mrconn_scale
 }
 if [ "${1:-}" = scale ]; then scale; exit; fi
-build/mrconn_bench "$@"
+build-rel/mrconn_bench "$@"
 [ $# -eq 0 ] || exit 0
 scale
 
@@ -32,7 +33,7 @@ scale
 sends=20000
 out=$(mktemp -d)
 valgrind --tool=callgrind --collect-atstart=no --toggle-collect='bench_hot_path_sends*' \
-  --callgrind-out-file="$out/callgrind.out" build/mrconn_bench --callgrind $sends >/dev/null 2>"$out/log"
+  --callgrind-out-file="$out/callgrind.out" build-rel/mrconn_bench --callgrind $sends >/dev/null 2>"$out/log"
 total=$(callgrind_annotate "$out/callgrind.out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !t {gsub(",", "", $1); t = $1} END {print t}')
 # The split: each call's inclusive cost, from the measured function's callees;
 # the rest is the benchmark's own loop.
