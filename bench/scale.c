@@ -22,6 +22,9 @@
 //                       Expand(1 -> conns), which takes the draining connections
 //                       back; until every reply came
 //   *_iters, *_over_1ms iterations in the window, and how many took over 1 ms of CPU
+//   bound_ms, over_bound issue 18's goal: every resize phase's longest iteration
+//                       within max(1 ms, 1.5 x the control's) in CPU time; the
+//                       phases over it ("" when none)
 //   shutdown_ms         Shutdown, which closes everything inside the call (CONTRACT 5)
 //   bytes_per_conn      live allocator bytes / connections (hiredis context, libuv
 //                       handles and mrconn's own state)
@@ -308,6 +311,18 @@ static void scenario(int n, int c) {
   print_phase("drain_end", &drain_end);
   print_phase("reply_burst", &reply_burst);
   print_phase("flap", &flap);
+  double bound = 1.5 * reply_burst.cpu_ms > 1.0 ? 1.5 * reply_burst.cpu_ms : 1.0;
+  const struct { const char *name; const phase *p; } resized[] = {
+      {"add_all", &add}, {"idle_shrink", &idle_shrink}, {"expand", &expand_p},
+      {"busy_shrink", &busy_shrink}, {"drain_end", &drain_end}, {"flap", &flap}};
+  printf("\"bound_ms\":%.2f,\"over_bound\":\"", bound);
+  const char *sep = "";
+  for (size_t k = 0; k < sizeof resized / sizeof resized[0]; k++)
+    if (resized[k].p->cpu_ms > bound) {
+      printf("%s%s", sep, resized[k].name);
+      sep = ",";
+    }
+  printf("\",");
   printf("\"reachable_ms\":%.1f,\"shutdown_ms\":%.1f,\"bytes_per_conn\":%.0f,\"ok\":%s}\n", reachable_ms, shutdown_ms, bytes, ok ? "true" : "false");
   fflush(stdout);
   if (!ok) exit(1);
