@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
-# Its own build directory: scripts/test.sh configures `build` as Debug.
+# Release, in build-rel as scripts/demo.sh (scripts/test.sh builds Debug in build).
 cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-rel -j"$(nproc)" --target mrconn_bench mrconn_scale >/dev/null
 # 10,000 connections, and the redis-servers' side of them.

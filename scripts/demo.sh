@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)"
-exec build/mrconn_demo
+# Release, in build-rel as scripts/bench.sh (scripts/test.sh builds Debug in build).
+cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-rel -j"$(nproc)"
+exec build-rel/mrconn_demo
