@@ -120,15 +120,19 @@ impl Backlog {
 
     /// The slices pause for [`CLOSE_PAUSE_MS`] and then go on: `make` makes
     /// the timer, the first time, and `resume` runs then.
-    pub fn pause(
+    ///
+    /// # Safety
+    /// 1. `resume` may be called with the timer's handle, carrying the owner
+    ///    `make` gave it, until [`Backlog::finish`] closes it.
+    pub unsafe fn pause(
         &mut self,
         make: impl FnOnce() -> Timer,
         resume: unsafe extern "C" fn(*mut uv_timer_t),
     ) {
         self.sleep();
-        self.pause
-            .get_or_insert_with(make)
-            .start(CLOSE_PAUSE_MS, resume);
+        let timer = self.pause.get_or_insert_with(make);
+        // SAFETY: 1.
+        unsafe { timer.start(CLOSE_PAUSE_MS, resume) };
     }
 
     /// After a pause: the slices go on.
@@ -156,7 +160,8 @@ impl Backlog {
             idle.close();
         }
         if let Some(pause) = self.pause.take() {
-            pause.close(|_| {});
+            // SAFETY: the callback does nothing with the owner.
+            unsafe { pause.close(|_| {}) };
         }
         std::mem::take(&mut self.jobs)
     }

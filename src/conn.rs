@@ -530,7 +530,9 @@ impl ConnRef {
         debug_assert_eq!(self.role.get(), Role::Leaving);
         self.role.set(Role::Draining);
         if let Some(ms) = deadline_ms {
-            self.timer.start_from_now(ms, on_deadline_timer);
+            // SAFETY: the timer's owner is this connection (`open`), which
+            // the callback takes it for.
+            unsafe { self.timer.start_from_now(ms, on_deadline_timer) };
         }
     }
 
@@ -559,9 +561,11 @@ impl ConnRef {
         match to {
             ConnState::Reconnecting => {
                 self.detach();
-                self.timer.start(RECONNECT_MS, on_reconnect_timer);
+                // SAFETY: as in `start_draining`.
+                unsafe { self.timer.start(RECONNECT_MS, on_reconnect_timer) };
             }
-            ConnState::ReAuth => self.timer.start(REAUTH_MS, on_reauth_timer),
+            // SAFETY: as in `start_draining`.
+            ConnState::ReAuth => unsafe { self.timer.start(REAUTH_MS, on_reauth_timer) },
             ConnState::Authenticating => send_auth(self),
             ConnState::Connected => self.recovered(),
             ConnState::Connecting => {}
@@ -612,7 +616,9 @@ impl ConnRef {
         }
         // The memory (and the endpoint with it) goes in the timer's close
         // callback, or with the hold that holds it.
-        self.timer.close(on_timer_closed);
+        // SAFETY: as in `start_draining`: `on_timer_closed` frees the
+        // connection it is given.
+        unsafe { self.timer.close(on_timer_closed) };
     }
 }
 

@@ -234,7 +234,8 @@ unsafe fn handle_closed(att: *mut Attachment) {
 /// A libuv timer on the heap whose callbacks get its owner: it may move
 /// with its owner, and it is closed at most once. Made only by the unsafe
 /// [`Timer::new`], whose contract (a live loop, used on its thread) every
-/// method relies on when it touches the handle.
+/// method relies on when it touches the handle; the methods that hand libuv
+/// a callback are unsafe, for what the callback may assume.
 pub struct Timer {
     block: NonNull<TimerBlock>,
     closed: Cell<bool>,
@@ -254,8 +255,6 @@ impl Timer {
     ///
     /// # Safety
     /// 1. `loop_` is live; this runs on its thread or before it runs.
-    /// 2. Every callback started on it, and the close callback, may be
-    ///    called with `owner` until the close callback has run.
     pub unsafe fn new(loop_: NonNull<uv_loop_t>, owner: *mut c_void) -> Timer {
         let block = NonNull::from(Box::leak(Box::new(TimerBlock {
             handle: uv_timer_t::default(),
@@ -274,7 +273,8 @@ impl Timer {
     /// Sets the owner its callbacks get.
     ///
     /// # Safety
-    /// 1. As `new`'s contract 2., for `owner`.
+    /// 1. Every callback started on it, and its close callback, may be
+    ///    called with `owner` from now on.
     pub unsafe fn set_owner(&self, owner: *mut c_void) {
         // SAFETY: the block is ours; no callback runs during this call.
         unsafe { (*self.block.as_ptr()).owner = owner };
@@ -285,18 +285,26 @@ impl Timer {
     }
 
     /// (Re)arms the timer: `cb` runs once after `ms`. No effect once closed.
-    pub fn start(&self, ms: u64, cb: unsafe extern "C" fn(*mut uv_timer_t)) {
+    ///
+    /// # Safety
+    /// 1. `cb` may be called with this timer's handle, whose owner
+    ///    ([`Timer::owner`]) is the current one, until the timer is stopped,
+    ///    started again or closed.
+    pub unsafe fn start(&self, ms: u64, cb: unsafe extern "C" fn(*mut uv_timer_t)) {
         if self.closed.get() {
             return;
         }
-        // SAFETY: initialised in `new` and not closing.
+        // SAFETY: initialised in `new` and not closing; 1. for `cb`.
         unsafe { uv_timer_start(self.handle(), Some(cb), ms, 0) };
     }
 
     /// Like [`Timer::start`], counting from now rather than from the time
     /// the loop cached at the start of its iteration (which may be long ago
     /// when called from a long callback, or before the loop ever ran).
-    pub fn start_from_now(&self, ms: u64, cb: unsafe extern "C" fn(*mut uv_timer_t)) {
+    ///
+    /// # Safety
+    /// 1. As [`Timer::start`]'s.
+    pub unsafe fn start_from_now(&self, ms: u64, cb: unsafe extern "C" fn(*mut uv_timer_t)) {
         if self.closed.get() {
             return;
         }
@@ -304,7 +312,8 @@ impl Timer {
         let loop_ = unsafe { (*self.handle()).loop_ };
         // SAFETY: an initialised timer's loop is live.
         unsafe { uv_update_time(loop_) };
-        self.start(ms, cb);
+        // SAFETY: 1.
+        unsafe { self.start(ms, cb) };
     }
 
     /// Disarms the timer.
@@ -318,11 +327,16 @@ impl Timer {
 
     /// Closes the timer (again: no effect); once libuv is done with it, its
     /// memory goes and `on_closed` runs with the owner, which it may free.
-    pub fn close(&self, on_closed: unsafe fn(*mut c_void)) {
+    ///
+    /// # Safety
+    /// 1. `on_closed` may be called with the timer's owner once its handle
+    ///    has closed.
+    pub unsafe fn close(&self, on_closed: unsafe fn(*mut c_void)) {
         if self.closed.replace(true) {
             return;
         }
-        // SAFETY: the block is ours until the close callback below.
+        // SAFETY: the block is ours until the close callback below, which
+        // calls `on_closed` (1.).
         unsafe { (*self.block.as_ptr()).on_closed = Some(on_closed) };
         // SAFETY: as in `start`; closed once, here.
         unsafe { uv_close(self.handle().cast(), Some(on_timer_block_closed)) };
@@ -343,7 +357,7 @@ unsafe extern "C" fn on_timer_block_closed(handle: *mut uv_handle_t) {
     // Box::leak in `Timer::new`; libuv is done with it.
     let block = unsafe { Box::from_raw(handle.cast::<TimerBlock>()) };
     if let Some(on_closed) = block.on_closed {
-        // SAFETY: `Timer::new`'s contract 2.
+        // SAFETY: `Timer::close`'s contract 1.
         unsafe { on_closed(block.owner) };
     }
 }

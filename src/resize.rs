@@ -326,13 +326,12 @@ unsafe extern "C" fn run_slice(handle: *mut uv_idle_t) {
                 let Some(loop_) = NonNull::new(loop_) else {
                     return;
                 };
-                parts.state.backlog.pause(
-                    // SAFETY: the manager's loop, on its thread; the map
-                    // outlives the timer (Shutdown closes it before it
-                    // releases the map), and `resume` takes it as a Map.
-                    || unsafe { Timer::new(loop_, map.ptr().as_ptr().cast()) },
-                    resume,
-                );
+                // SAFETY: the manager's loop, on its thread.
+                let make = || unsafe { Timer::new(loop_, map.ptr().as_ptr().cast()) };
+                // SAFETY: `resume` takes the timer's owner as a Map: the map,
+                // which outlives the timer (Shutdown closes it before it
+                // releases the map).
+                unsafe { parts.state.backlog.pause(make, resume) };
                 return;
             }
             let Some(held) = drain::next_to_close(&mut parts.state.drains) else {
