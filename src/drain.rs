@@ -154,11 +154,6 @@ impl Drains {
         self.parked.reserve(n);
     }
 
-    /// Whether any connection is parked.
-    pub fn has_parked(&self) -> bool {
-        !self.parked.is_empty()
-    }
-
     /// Adds `conn`, its endpoint's `key`.
     fn insert(&mut self, conn: ConnRef, key: u64, kind: Kind) {
         let ep_slot = self.by_endpoint.push(key, conn);

@@ -312,18 +312,17 @@ unsafe extern "C" fn run_slice(handle: *mut uv_idle_t) {
     // handle is; each step below borrows its parts and lets go before
     // closing anything.
     let map = unsafe { Map::new(map) };
-    // SAFETY: 1.: a plain read of a live handle's loop.
-    let loop_ = unsafe { (*handle).loop_ };
     let start = Instant::now();
     loop {
         let mut parts = map.parts();
         let Some(job) = parts.state.backlog.pop_front() else {
-            if !parts.state.drains.has_parked() {
+            if parts.state.drains.parked() == 0 {
                 parts.state.backlog.sleep();
                 return;
             }
             if !parts.state.backlog.may_close() {
-                let Some(loop_) = NonNull::new(loop_) else {
+                // SAFETY: 1.: a plain read of a live handle's loop.
+                let Some(loop_) = NonNull::new(unsafe { (*handle).loop_ }) else {
                     return;
                 };
                 // SAFETY: the manager's loop, on its thread.
@@ -335,7 +334,9 @@ unsafe extern "C" fn run_slice(handle: *mut uv_idle_t) {
                 return;
             }
             let Some(held) = drain::next_to_close(&mut parts.state.drains) else {
-                continue;
+                // Only on a bug (the parked list and the records disagree):
+                // next iteration, not a spin inside this one.
+                return;
             };
             drop(parts);
             if let Some(conn) = held.let_go() {
