@@ -167,6 +167,26 @@ impl Drains {
         );
     }
 
+    /// Removes `conn` if it drains, in O(1).
+    fn take_draining(&mut self, conn: ConnRef) -> Option<Draining> {
+        self.draining(conn)?;
+        match self.remove(conn)? {
+            Kind::Draining(d) => Some(d),
+            Kind::Parked { .. } => None,
+        }
+    }
+
+    /// Removes `conn` if it is parked, in O(1).
+    fn take_parked(&mut self, conn: ConnRef) -> Option<Held> {
+        if !matches!(self.records.get(&conn)?.kind, Kind::Parked { .. }) {
+            return None;
+        }
+        match self.remove(conn)? {
+            Kind::Parked { held, .. } => Some(held),
+            Kind::Draining(_) => None,
+        }
+    }
+
     /// Removes `conn`, in O(1).
     fn remove(&mut self, conn: ConnRef) -> Option<Kind> {
         let record = self.records.remove(&conn)?;
@@ -463,10 +483,7 @@ pub fn force_all(drains: &mut Drains) -> Vec<ConnRef> {
             if drains.draining(conn).is_some() {
                 return force(drains, conn, "Shutdown while draining").map(|_| conn);
             }
-            match drains.remove(conn)? {
-                Kind::Parked { held, .. } => held.let_go(),
-                Kind::Draining(_) => None,
-            }
+            drains.take_parked(conn)?.let_go()
         })
         .collect()
 }
@@ -488,10 +505,7 @@ pub fn park(drains: &mut Drains, conn: ConnRef) {
 /// The next parked connection, for a slice to close.
 pub fn next_to_close(drains: &mut Drains) -> Option<Held> {
     let conn = drains.parked.last()?;
-    match drains.remove(conn)? {
-        Kind::Parked { held, .. } => Some(held),
-        Kind::Draining(_) => None,
-    }
+    drains.take_parked(conn)
 }
 
 /// A still-Connected connection to `ep`, draining or parked, taken back
@@ -509,10 +523,7 @@ pub fn reclaim(drains: &mut Drains, ep: &Endpoint) -> Option<ConnRef> {
             end(drains, conn, DrainOutcome::Reclaimed);
             conn
         }
-        _ => match drains.remove(conn)? {
-            Kind::Parked { held, .. } => held.let_go()?,
-            Kind::Draining(_) => return None,
-        },
+        _ => drains.take_parked(conn)?.let_go()?,
     };
     conn.rejoin();
     Some(conn)
@@ -522,12 +533,9 @@ pub fn reclaim(drains: &mut Drains, ep: &Endpoint) -> Option<ConnRef> {
 /// booked, and the batch's report logged when it was the last. Returns its
 /// record.
 fn end(drains: &mut Drains, conn: ConnRef, outcome: DrainOutcome) -> Option<Draining> {
-    drains.draining(conn)?;
     // Out of the lists in O(1): when thousands of drains end in one burst of
     // replies, a search per drain would stall the loop.
-    let Some(Kind::Draining(record)) = drains.remove(conn) else {
-        return None;
-    };
+    let record = drains.take_draining(conn)?;
     conn.stop_draining();
     if let Some(report) = drains.book.close(record.batch, outcome, Instant::now()) {
         log_report(&report);
