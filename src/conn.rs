@@ -536,6 +536,15 @@ impl ConnRef {
         }
     }
 
+    /// Ends its drain, idle: held (see [`ConnRef::hold`]) until it is
+    /// closed or taken back, with no deadline.
+    pub fn park(self) -> Held {
+        debug_assert_eq!(self.role.get(), Role::Draining);
+        self.role.set(Role::Held);
+        self.timer.stop();
+        Held(self)
+    }
+
     /// Ends its drain: it is leaving, with no deadline.
     pub fn stop_draining(self) {
         debug_assert_eq!(self.role.get(), Role::Draining);

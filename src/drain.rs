@@ -421,12 +421,8 @@ pub fn on_read(drains: &mut Drains, conn: ConnRef) -> bool {
         return false;
     }
     let batch = d.batch;
-    conn.stop_draining();
-    let Some(held) = conn.hold() else {
-        return false;
-    };
     record.kind = Kind::Parked {
-        held,
+        held: conn.park(),
         slot: parked.push(conn),
     };
     if let Some(report) = book.close(batch, DrainOutcome::Graceful, Instant::now()) {
