@@ -23,6 +23,7 @@
 #include "harness.h"
 #include "mrconn_test_host.h"
 #include "rmr/reply.h"
+#include "../c_tests/drain_common.h"
 
 #define RUNS 5
 
@@ -506,13 +507,6 @@ static void on_flap(uv_timer_t *t) {
 
 static bool flap_done(void *arg) { (void)arg; return flap_cycle >= 40; }
 
-static bool nothing_queued(void *arg) {
-  (void)arg;
-  MRConnDrainStats s;
-  MRConnManager_GetDrainStats(&mgr, &s);
-  return s.queued == 0;
-}
-
 // IDLE_FLAPS Shrink(8 -> 1) + Expand(1 -> 8) of idle pools, `iterations`
 // loop iterations apart; returns the connections opened anew. host_log then
 // holds this part's lines only.
@@ -524,7 +518,7 @@ static long idle_flaps(const int *ports, int nodes, int iterations) {
     MRConnManager_Shrink(&mgr, 1);
     for (int i = 0; i < iterations; i++) uv_run(&loop, UV_RUN_NOWAIT);
     MRConnManager_Expand(&mgr, 8, &loop);
-    loop_run_until(&loop, nothing_queued, NULL, 10000);
+    loop_run_until(&loop, dc_nothing_queued, &mgr, 10000);
   }
   return total_connections(ports, nodes) - conns0 - nodes;
 }
@@ -562,12 +556,6 @@ static void flap(const int *ports) {
 }
 
 // ---- long drain ---------------------------------------------------------------------
-
-static uint64_t thread_cpu_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 // The loop's CPU time from queuing LONG_N commands on one connection to the
 // last reply; with `drain`, the connection leaves its pool (its node is

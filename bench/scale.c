@@ -47,6 +47,7 @@
 #include "harness.h"
 #include "mrconn_test_host.h"
 #include "rmr/reply.h"
+#include "../c_tests/drain_common.h"
 
 #define MAX_SERVERS 4
 
@@ -57,18 +58,11 @@ static int nodes, conns;
 static char (*ids)[16];
 static size_t replies;
 
-static bool nothing_queued(void *arg) {
-  (void)arg;
-  MRConnDrainStats s;
-  MRConnManager_GetDrainStats(&mgr, &s);
-  return s.queued == 0;
-}
-
 // Every pool whole and Connected: `want` round-robin picks per node give
 // `want` distinct connections (a pick visits each connection once).
 static bool pools_whole(void *arg) {
   int want = *(int *)arg;
-  if (!nothing_queued(NULL)) return false;
+  if (!dc_nothing_queued(&mgr)) return false;
   for (int i = 0; i < nodes; i++) {
     MRConn *first = MRConn_Get(&mgr, ids[i]);
     if (!first) return false;

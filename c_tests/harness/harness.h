@@ -225,6 +225,7 @@ typedef struct loop_meter {
     bool started;
 } loop_meter;
 int loop_meter_configure(uv_loop_t *loop); /* before the loop's first run */
+uint64_t thread_cpu_ns(void);             /* the calling thread's CPU time */
 void loop_meter_start(loop_meter *m, uv_loop_t *loop);
 void loop_meter_reset(loop_meter *m); /* max back to 0, from the next iteration */
 void loop_meter_stop(loop_meter *m);  /* closes the handle; run the loop once after */

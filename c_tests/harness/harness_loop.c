@@ -14,8 +14,6 @@
  * evaluates are the test's own work, which it does not count. */
 static loop_meter *metered;
 
-static uint64_t thread_cpu_ns(void);
-
 static bool probe(uv_loop_t *loop, bool (*pred)(void *), void *arg) {
     if (!pred)
         return false;
@@ -96,7 +94,7 @@ int loop_meter_configure(uv_loop_t *loop) {
     return uv_loop_configure(loop, UV_METRICS_IDLE_TIME);
 }
 
-static uint64_t thread_cpu_ns(void) {
+uint64_t thread_cpu_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
