@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //
-// Shared helpers of the drain tests (test_drain_*.c, and the benchmarks in
-// bench/ for their predicates): a small cluster of
-// redis-server nodes behind one manager, requests that record every callback
-// they get, and the teardown every test ends with. Header-only (static
-// inline), since every test is built from its own single source file.
+// Shared helpers of the drain tests (test_drain_*.c; the benchmarks in bench/
+// use their predicates): a small cluster of redis-server nodes behind one
+// manager, requests that record every callback they get, and the teardown
+// every test ends with. Header-only (static inline), since every test is
+// built from its own single source file.
 //
 // The tests drive the ABI as RediSearch does: the test's main thread owns the
 // uv loop and is the loop thread; every manager call happens on it.
