@@ -502,7 +502,8 @@ impl MRConn {
 
 impl ConnRef {
     /// Marks it held, out of every pool: `None` (a bug, asserted) if it is
-    /// held already or drains.
+    /// held already or drains (a drain that ends idle holds it with
+    /// [`ConnRef::park`]).
     pub fn hold(self) -> Option<Held> {
         match self.role.get() {
             Role::Pool | Role::Leaving => {
