@@ -219,15 +219,18 @@ static long time_wait_sockets(void) {
   return tw;
 }
 
-// Waits (at most 65 s) until earlier runs' closed sockets have left TIME_WAIT.
-// Their 60 s timers expire a 2 s timer-wheel bucket at a time, in one softirq
-// on whatever CPU is running: after a run at 10,000 connections a thread on
-// the loop's CPU was charged 3.5-4.6 ms at once, 60 s after each close
-// phase, which back-to-back runs take in their own phases. A production
-// coordinator does not close tens of thousands of sockets a minute.
+// Waits until earlier runs' closed sockets have left TIME_WAIT (fewer than an
+// idle machine's handful; at most a little over their 60 s). The kernel
+// expires a 2 s timer-wheel bucket of them in one softirq: after a run at
+// 10,000 connections a thread on the loop's CPU was charged 3.5-4.6 ms at
+// once, 60 s after each close phase, which back-to-back runs took in their
+// own phases. A production coordinator does not close tens of thousands of
+// sockets a minute.
+#define SETTLED_TIME_WAIT 100
+#define SETTLE_MAX_US 65000000u
 static double settle(void) {
   uint64_t t0 = now_us();
-  while (time_wait_sockets() > 100 && now_us() - t0 < 65000000) sleep_ms(200);
+  while (time_wait_sockets() > SETTLED_TIME_WAIT && now_us() - t0 < SETTLE_MAX_US) sleep_ms(200);
   return (now_us() - t0) / 1e6;
 }
 
