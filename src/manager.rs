@@ -295,13 +295,23 @@ impl MRConnManager {
             let Ok(key) = CString::new(format!("{}:{}", ep.host_str(), ep.port())) else {
                 return;
             };
+            // SAFETY: 1.: `out` is live.
+            let before = unsafe { out.as_ref() }.len();
             // SAFETY: 1.: `out` is live and copies the key.
             let entry = unsafe { RS_dictAddOrFind(out.as_ptr(), key.as_ptr().cast_mut().cast()) };
             let Some(entry) = NonNull::new(entry) else {
                 return;
             };
-            // SAFETY: the entry is live until the dict changes, which only we do here.
-            let mut states = unsafe { (*entry.as_ptr()).val() };
+            // RediSearch's dict leaves a new entry's value unset (its
+            // dictAddRaw sets only the key): only a found entry has one.
+            // SAFETY: 1.: `out` is live.
+            let added = unsafe { out.as_ref() }.len() > before;
+            let mut states = if added {
+                ptr::null_mut()
+            } else {
+                // SAFETY: the entry is live until the dict changes, which only we do here.
+                unsafe { (*entry.as_ptr()).val() }
+            };
             // 1.: the value is NULL or an array of C-string pointers.
             if states.is_null() {
                 let cap = u16::try_from(pool.size()).unwrap_or(u16::MAX);

@@ -57,8 +57,9 @@ static dictEntry **find_link(dict *d, const void *key) {
   return link;
 }
 
-// Adds key (duplicated when the type says so) with a NULL value; NULL if the
-// key is present, with *existing set to its entry.
+// Adds key (duplicated when the type says so) with its value unset
+// (DICT_UNSET_VAL); NULL if the key is present, with *existing set to its
+// entry.
 static dictEntry *add_raw(dict *d, void *key, dictEntry **existing) {
   dictEntry **link = find_link(d, key);
   if (link && *link) {
@@ -70,7 +71,7 @@ static dictEntry *add_raw(dict *d, void *key, dictEntry **existing) {
   dictEntry *entry = RedisModule_Alloc(sizeof(*entry));
   unsigned long b = bucket_of(d, ht, key);
   entry->key = d->type->keyDup ? d->type->keyDup(d->privdata, key) : key;
-  entry->v.val = NULL;
+  entry->v.val = DICT_UNSET_VAL;
   entry->next = ht->table[b];
   ht->table[b] = entry;
   ht->used++;

@@ -203,9 +203,10 @@ static void test_dict(void) {
   CHECK(replace_saw_new_value);
   replace_dict = NULL;
 
-  // AddOrFind: a new entry has a NULL value; an existing one is returned.
+  // AddOrFind: a new entry's value is unset (as in RediSearch); an existing
+  // one is returned.
   dictEntry *fresh = dictAddOrFind(d, "fresh");
-  CHECK(fresh && dictGetVal(fresh) == NULL);
+  CHECK(fresh && dictGetVal(fresh) == DICT_UNSET_VAL);
   dictSetVal(d, fresh, (void *)7);
   CHECK(dictAddOrFind(d, "fresh") == fresh);
   CHECK(dictGetVal(dictFind(d, "fresh")) == (void *)7);

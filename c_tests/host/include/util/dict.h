@@ -15,6 +15,9 @@ extern "C" {
 
 #define DICT_OK 0
 #define DICT_ERR 1
+// The value of an entry added by RS_dictAddOrFind and not set yet (a
+// non-canonical address).
+#define DICT_UNSET_VAL ((void *)(uintptr_t)0xdead00000000beefULL)
 
 typedef struct dictEntry {
   void *key;
@@ -65,7 +68,10 @@ typedef struct dictIterator {
 dict *RS_dictCreate(dictType *type, void *privDataPtr);
 // DICT_OK if added (key duplicated with keyDup when set), DICT_ERR if present.
 int RS_dictAdd(dict *d, void *key, void *val);
-// The entry for key, adding one with a NULL value if absent.
+// The entry for key, adding one if absent. As in RediSearch's dict, whose
+// dictAddRaw takes the entry from rm_malloc and sets only its key, a new
+// entry's value is unset: here it holds DICT_UNSET_VAL, which faults when
+// used as a pointer, until the caller sets it.
 dictEntry *RS_dictAddOrFind(dict *d, void *key);
 // 1 if added, 0 if an existing value was replaced (its destructor runs after
 // the new value is in place).
