@@ -313,7 +313,7 @@ static void fill_state(input *in) {
   }
   dict *d = dictCreate(&state_type, NULL);
   if (f & 8) { /* an entry already there, with no array yet */
-    dictAddOrFind(d, "127.0.0.1:1");
+    dictSetVal(d, dictAddOrFind(d, "127.0.0.1:1"), NULL);
   }
   MRConnManager_FillStateDict(pick_mgr(in), d);
   if (f & 16) MRConnManager_FillStateDict(pick_mgr(in), d); /* accumulate */
