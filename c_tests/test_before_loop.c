@@ -102,4 +102,33 @@ TEST(one_fill_per_node) {
   redis_stop(&r2);
 }
 
-HARNESS_MAIN(HARNESS_TEST(sizes_set_before_the_loop_runs_hold), HARNESS_TEST(one_fill_per_node))
+// A node removed while its fill is queued: the fill holds its pool, which
+// the dict does not free then. The slices end that fill without opening
+// anything, or Shutdown does; either way the pool is freed once.
+TEST(fill_of_a_removed_node) {
+  redis_proc r;
+  REQUIRE(redis_start(&r, NULL) == 0);
+  MREndpoint ep = {.host = "127.0.0.1", .port = r.port};
+  for (int shutdown_first = 0; shutdown_first < 2; shutdown_first++) {
+    tu_start1(&loop, &mgr, 8);
+    CHECK(MRConnManager_Add(&mgr, &loop, "gone", &ep));
+    CHECK(MRConnManager_Add(&mgr, &loop, "kept", &ep));
+    CHECK_EQ_INT(MRConnManager_Disconnect(&mgr, "gone"), REDIS_OK);
+    CHECK(MRConnManager_GetNodeState(&mgr, "gone") == NULL);
+    if (!shutdown_first) {
+      char key[64];
+      tu_key(key, sizeof key, r.port);
+      CHECK(tu_wait_state(&loop, &mgr, r.port, "Connected", 8, 5000));
+      // Only "kept"'s 8 and the query: nothing was opened for "gone".
+      clients_wait w = {r.port, 9};
+      CHECK(loop_run_until(&loop, clients_are, &w, 2000));
+      CHECK_EQ_INT(tu_count_state(&mgr, key, "Connected"), 8);
+    }
+    tu_teardown1(&loop, &mgr);
+    TU_CHECK_NO_LEAK();
+  }
+  redis_stop(&r);
+}
+
+HARNESS_MAIN(HARNESS_TEST(sizes_set_before_the_loop_runs_hold), HARNESS_TEST(one_fill_per_node),
+             HARNESS_TEST(fill_of_a_removed_node))

@@ -7,13 +7,13 @@
 //! most a slice per loop iteration.
 
 use std::collections::VecDeque;
-use std::ffi::{CStr, CString};
 use std::time::Instant;
 
 use mrconn_core::Bucket;
 
 use crate::drain::Leave;
 use crate::event_loop::{Idle, Timer};
+use crate::node_pool::QueuedFill;
 use crate::sys::uv::uv_timer_t;
 
 /// Socket closes allowed at once, and then per millisecond. A close costs
@@ -33,14 +33,8 @@ const CLOSE_PAUSE_MS: u64 = 1;
 
 /// One step of queued work.
 pub enum Job {
-    /// Open the connections `node`'s pool has to open, one per step.
-    Fill {
-        /// The node.
-        node: NodeId,
-        /// The pool's fill ticket: a job whose pool has another (the node
-        /// was removed and added again meanwhile) is stale, and ends.
-        ticket: u64,
-    },
+    /// Open the connections a pool has to open, one per step.
+    Fill(QueuedFill),
     /// Sort connections that left their pools, one per step.
     Leave(Box<Leave>),
 }
@@ -53,8 +47,6 @@ pub struct Backlog {
     /// Wakes the slices after a pause of the closes; made on first use.
     pause: Option<Timer>,
     closes: Bucket,
-    /// The last fill ticket handed out.
-    tickets: u64,
 }
 
 impl Default for Backlog {
@@ -64,27 +56,11 @@ impl Default for Backlog {
             idle: None,
             pause: None,
             closes: Bucket::new(CLOSE_BURST, CLOSES_PER_MS),
-            tickets: 0,
         }
     }
 }
 
 impl Backlog {
-    /// Queues a fill of `node`, whose pool's ticket is `pool_ticket`, unless
-    /// one is queued already: one live fill per node. Whether it queued one.
-    pub fn fill(&mut self, node: &CStr, pool_ticket: &mut Option<u64>) -> bool {
-        if pool_ticket.is_some() {
-            return false;
-        }
-        self.tickets += 1;
-        *pool_ticket = Some(self.tickets);
-        self.jobs.push_back(Job::Fill {
-            node: NodeId::new(node),
-            ticket: self.tickets,
-        });
-        true
-    }
-
     /// Queues `job` last.
     pub fn push_back(&mut self, job: Job) {
         self.jobs.push_back(job);
@@ -148,7 +124,7 @@ impl Backlog {
             .iter()
             .map(|job| match job {
                 Job::Leave(leave) => leave.remaining_work() as u64,
-                Job::Fill { .. } => 0,
+                Job::Fill(_) => 0,
             })
             .sum()
     }
@@ -164,40 +140,5 @@ impl Backlog {
             unsafe { pause.close(|_| {}) };
         }
         std::mem::take(&mut self.jobs)
-    }
-}
-
-/// A node id, inline when short (RediSearch's are 40 hex digits): a
-/// topology update queues a fill for each of thousands of nodes inside one
-/// callback, and an allocation each was a fifth of `Add`'s cost.
-pub struct NodeId(Repr);
-
-enum Repr {
-    Inline([u8; INLINE_ID]),
-    Heap(CString),
-}
-
-/// Bytes of an inline node id, its NUL included.
-const INLINE_ID: usize = 48;
-
-impl NodeId {
-    /// `id`, copied.
-    pub fn new(id: &CStr) -> NodeId {
-        let bytes = id.to_bytes_with_nul();
-        if bytes.len() > INLINE_ID {
-            return NodeId(Repr::Heap(id.to_owned()));
-        }
-        let mut inline = [0; INLINE_ID];
-        inline[..bytes.len()].copy_from_slice(bytes);
-        NodeId(Repr::Inline(inline))
-    }
-
-    /// The id.
-    pub fn as_cstr(&self) -> &CStr {
-        match &self.0 {
-            // Made from a CStr: it holds a NUL.
-            Repr::Inline(bytes) => CStr::from_bytes_until_nul(bytes).unwrap_or_default(),
-            Repr::Heap(id) => id,
-        }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`manager`]: the node-id → pool map and the manager's state, borrowed
 //!   through `Parts`.
 //! - [`backlog`]: the queue of resize work and the idle handle that runs it.
+//! - [`node_pool`]: one node's pool, and the handle a queued fill holds.
 //! - [`drain`]: connections that left a pool: sorting them, their drains,
 //!   deadlines and reports.
 //! - [`conn`]: one connection's life on hiredis: connect, TLS, AUTH,
@@ -33,6 +34,7 @@ mod event_loop;
 mod exports;
 mod host;
 mod manager;
+mod node_pool;
 mod pending;
 mod reentry;
 mod resize;

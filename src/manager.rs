@@ -7,24 +7,22 @@
 //! dict's `privdata`. Both are reached through [`Parts`], a borrow that the
 //! re-entrancy guard checks in debug builds.
 
-use std::cell::OnceCell;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::marker::PhantomData;
 use std::ptr::{self, NonNull};
 
-use mrconn_core::{ConnState, Pool};
+use mrconn_core::ConnState;
 
 use crate::backlog::Backlog;
-use crate::conn::{ConnRef, NodeWarnings};
 use crate::drain::Drains;
 use crate::host::{
-    self, Endpoint, RS_dictAddOrFind, RS_dictCreate, RS_dictDelete, RS_dictFind,
-    RS_dictGetIterator, RS_dictNext, RS_dictRelease, RS_dictReleaseIterator, RS_dictReplace, Reply,
+    self, RS_dictAddOrFind, RS_dictCreate, RS_dictDelete, RS_dictFind, RS_dictGetIterator,
+    RS_dictNext, RS_dictRelease, RS_dictReleaseIterator, RS_dictReplace, Reply,
     array_ensure_append_n_func, array_len_func, array_new_sz, dict, dictEntry, dictType,
     stringsHashFunction, stringsKeyCompare, stringsKeyDestructor, stringsKeyDup,
 };
+use crate::node_pool::NodePool;
 use crate::reentry;
-use crate::sys::uv::uv_loop_t;
 
 /// The connection manager of one IO runtime. Layout is ABI (`conn.h`):
 /// callers embed it by value, read `nodeConns` and walk `map`.
@@ -35,73 +33,6 @@ pub struct MRConnManager {
     map: *mut dict,
     /// Connections per node.
     nodeConns: c_int,
-}
-
-/// One node's pool: the dict value. Its connections (those still to open
-/// included) and the endpoint and loop they are opened with.
-pub struct NodePool {
-    conns: Pool<ConnRef>,
-    ep: Endpoint,
-    loop_: NonNull<uv_loop_t>,
-    /// The ticket of its queued fill, if one is queued.
-    pub fill_ticket: Option<u64>,
-    /// Its connections' warnings, summed; made with its first connection
-    /// (a topology update adds thousands of pools in one call).
-    log: OnceCell<NodeWarnings>,
-}
-
-impl NodePool {
-    /// A pool of `size` connections to `ep` on `loop_`, none opened yet.
-    ///
-    /// # Safety
-    /// 1. `loop_` is live while the pool is, and the manager's loop.
-    pub unsafe fn new(ep: Endpoint, loop_: NonNull<uv_loop_t>, size: usize) -> NodePool {
-        NodePool {
-            conns: Pool::unopened(size),
-            ep,
-            loop_,
-            fill_ticket: None,
-            log: OnceCell::new(),
-        }
-    }
-
-    /// Its connections' warnings, for a connection it opens.
-    pub fn log(&self) -> NodeWarnings {
-        self.log.get_or_init(NodeWarnings::default).clone()
-    }
-
-    /// The node's endpoint.
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.ep
-    }
-
-    /// The loop its connections run on.
-    pub fn event_loop(&self) -> NonNull<uv_loop_t> {
-        self.loop_
-    }
-
-    /// The state shown for the pool: its first connection's, `Connecting`
-    /// before that one is opened (as conn.c's new connections), none for a
-    /// pool of size 0.
-    pub fn state(&self) -> Option<ConnState> {
-        match self.conns.first() {
-            Some(c) => Some(c.state()),
-            None => (self.size() > 0).then_some(ConnState::Connecting),
-        }
-    }
-}
-
-impl std::ops::Deref for NodePool {
-    type Target = Pool<ConnRef>;
-    fn deref(&self) -> &Self::Target {
-        &self.conns
-    }
-}
-
-impl std::ops::DerefMut for NodePool {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.conns
-    }
 }
 
 /// The manager's state beyond the two ABI fields: the dict's `privdata`.
@@ -187,16 +118,26 @@ static POOL_DICT_TYPE: dictType = dictType {
     valDestructor: Some(destroy_pool),
 };
 
-/// Frees a pool the dict drops. It is empty: Disconnect and Shutdown take
-/// the connections out first, so that none closes (and runs callbacks that
-/// may call back into the manager) while the dict is changing.
+/// Frees a pool the dict drops, unless a fill of it is queued (that fill
+/// frees it). It is empty: Disconnect and Shutdown take the connections out
+/// first, so that none closes (and runs callbacks that may call back into
+/// the manager) while the dict is changing.
 unsafe extern "C" fn destroy_pool(_privdata: *mut c_void, pool: *mut c_void) {
-    if pool.is_null() {
+    let Some(mut pool) = NonNull::new(pool.cast::<NodePool>()) else {
+        return;
+    };
+    debug_assert!(
+        // SAFETY: every value of our dicts is a Box<NodePool> made in
+        // `insert`, which the dict lets go of.
+        unsafe { pool.as_ref() }.is_empty(),
+        "a pool reached the dict's destructor"
+    );
+    // SAFETY: as above.
+    if unsafe { pool.as_mut() }.orphan() {
         return;
     }
-    // SAFETY: every value of our dicts is a Box<NodePool> made in `insert`.
-    let pool = unsafe { Box::from_raw(pool.cast::<NodePool>()) };
-    debug_assert!(pool.is_empty(), "a pool reached the dict's destructor");
+    // SAFETY: as above; no fill refers to it.
+    drop(unsafe { Box::from_raw(pool.as_ptr()) });
 }
 
 impl MRConnManager {
@@ -379,7 +320,7 @@ impl Pools<'_> {
     }
 
     /// Makes `pool` the pool of `id`, a node that has none.
-    pub fn insert(&mut self, id: &CStr, pool: NodePool) {
+    pub fn insert(&mut self, id: &CStr, pool: NodePool) -> &mut NodePool {
         let pool = Box::into_raw(Box::new(pool));
         // SAFETY: the map is live; the dict copies `id` and owns the pool
         // from now on.
@@ -390,6 +331,8 @@ impl Pools<'_> {
                 pool.cast(),
             )
         };
+        // SAFETY: the dict's value now, borrowed with `self`.
+        unsafe { &mut *pool }
     }
 
     /// Removes the pool of `id`, emptied first. `id` may be the dict's own

@@ -26,7 +26,8 @@ use crate::conn::{ConnRef, MRConn, Owner, Report};
 use crate::drain::{self, Leave, Sorted};
 use crate::event_loop::{Idle, Timer};
 use crate::host::{Endpoint, Level, MREndpoint, hlog};
-use crate::manager::{MRConnManager, Map, NodePool, Parts};
+use crate::manager::{MRConnManager, Map, Parts};
+use crate::node_pool::NodePool;
 use crate::sys::uv::{uv_idle_t, uv_loop_t, uv_timer_t};
 
 /// The most leaving connections a call sorts itself (about 0.2 to 1 µs
@@ -71,10 +72,15 @@ pub unsafe fn expand(mgr: &mut MRConnManager, num: u32, loop_: NonNull<uv_loop_t
     };
     let Parts { pools, state, .. } = &mut parts;
     let mut woke = false;
-    pools.for_each(|id, pool| {
+    pools.for_each(|_, pool| {
         pool.grow_to(num as usize);
-        if pool.to_open() > 0 {
-            woke |= state.backlog.fill(id, &mut pool.fill_ticket);
+        if pool.to_open() == 0 {
+            return;
+        }
+        // SAFETY: a pool of the dict.
+        if let Some(fill) = unsafe { pool.queue_fill() } {
+            state.backlog.push_back(Job::Fill(fill));
+            woke = true;
         }
     });
     if woke {
@@ -126,22 +132,23 @@ pub unsafe fn add(
         );
     }
     // SAFETY: 2.
-    let mut pool = unsafe { NodePool::new(ep, loop_, size) };
-    // An old pool's queued fill serves the new one (a fill names the node).
-    pool.fill_ticket = old.as_ref().and_then(|o| o.fill_ticket);
-    let fill = size > 0 && parts.state.backlog.fill(id, &mut pool.fill_ticket);
-    let leaving = match old {
+    let new = unsafe { NodePool::new(ep, loop_, size) };
+    let (pool, leaving) = match old {
         // The entry (and `id`, which may be its key) stays; the old
-        // connections leave.
-        Some(old) => Some(std::mem::replace(old, pool).take_all()),
-        None => {
-            parts.pools.insert(id, pool);
-            None
+        // connections leave, and a fill queued for them serves the new ones.
+        Some(old) => {
+            let leaving = old.replace(new).take_all();
+            (old, Some(leaving))
         }
+        None => (parts.pools.insert(id, new), None),
     };
-    if fill {
-        // SAFETY: 2.
-        unsafe { wake(&mut parts, loop_) };
+    if size > 0 {
+        // SAFETY: a pool of the dict.
+        if let Some(fill) = unsafe { pool.queue_fill() } {
+            parts.state.backlog.push_back(Job::Fill(fill));
+            // SAFETY: 2.
+            unsafe { wake(&mut parts, loop_) };
+        }
     }
     let map = parts.map;
     drop(parts);
@@ -195,7 +202,8 @@ pub unsafe fn shutdown(map: Map) {
         for job in parts.state.backlog.finish() {
             match job {
                 Job::Leave(leave) => conns.extend(leave.abandon(&mut parts.state.drains)),
-                Job::Fill { .. } => {}
+                // SAFETY: no pool is taken from `parts` meanwhile.
+                Job::Fill(fill) => unsafe { fill.end() },
             }
         }
     }
@@ -264,20 +272,12 @@ unsafe fn wake(parts: &mut Parts<'_>, loop_: NonNull<uv_loop_t>) {
     });
 }
 
-/// Opens the next connection the pool of `node` has to open, for its fill
-/// `ticket`: a draining connection to its endpoint taken back, or a new one.
-/// Whether the fill goes on (its pool has more to open). Runs no callback.
-fn open_one(parts: &mut Parts<'_>, node: &CStr, ticket: u64) -> bool {
+/// Opens the next connection `pool` has to open: a draining connection to
+/// its endpoint taken back, or a new one. Whether the fill goes on (the pool
+/// has more to open). Runs no callback.
+fn open_one(parts: &mut Parts<'_>, pool: &mut NodePool) -> bool {
     let map = parts.map;
-    let Some(pool) = parts.pools.find(node) else {
-        return false;
-    };
-    if pool.fill_ticket != Some(ticket) {
-        // Stale: the node was removed and added again, with a fill of its own.
-        return false;
-    }
     if pool.to_open() == 0 {
-        pool.fill_ticket = None;
         return false;
     }
     let conn = drain::reclaim(&mut parts.state.drains, pool.endpoint()).unwrap_or_else(|| {
@@ -289,11 +289,7 @@ fn open_one(parts: &mut Parts<'_>, node: &CStr, ticket: u64) -> bool {
         unsafe { MRConn::open(pool.endpoint(), pool.event_loop(), owner, pool.log()) }
     });
     pool.fill_one(conn);
-    if pool.to_open() > 0 {
-        return true;
-    }
-    pool.fill_ticket = None;
-    false
+    pool.to_open() > 0
 }
 
 /// One slice: queued work, then the parked connections' closes, until none
@@ -357,12 +353,17 @@ unsafe extern "C" fn run_slice(handle: *mut uv_idle_t) {
                     close(map, conn);
                 }
             },
-            Job::Fill { node, ticket } => {
-                // Back of the queue: the nodes of a topology take turns, so
-                // that each has a connection soon (RediSearch's IO thread
-                // waits for one to every node before it serves).
-                if open_one(&mut parts, node.as_cstr(), ticket) {
-                    parts.state.backlog.push_back(Job::Fill { node, ticket });
+            Job::Fill(mut fill) => {
+                // SAFETY: no pool is taken from `parts` meanwhile.
+                let more = unsafe { fill.pool() }.is_some_and(|pool| open_one(&mut parts, pool));
+                if more {
+                    // Back of the queue: the nodes of a topology take turns,
+                    // so that each has a connection soon (RediSearch's IO
+                    // thread waits for one to every node before it serves).
+                    parts.state.backlog.push_back(Job::Fill(fill));
+                } else {
+                    // SAFETY: as above.
+                    unsafe { fill.end() };
                 }
             }
         }

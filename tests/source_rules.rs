@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["resize"],
     &["manager"],
     &["backlog"],
+    &["node_pool"],
     &["drain"],
     &["conn"],
     &["tls", "pending", "event_loop"],
