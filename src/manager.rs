@@ -2,9 +2,10 @@
 //! manager's own state. The operations on them are in [`crate::resize`].
 //!
 //! The dict is RediSearch's own (callers iterate it), keyed by node-id
-//! strings it copies, and its value destructor frees a pool. The manager's
-//! own state, which `MRConnManager`'s fixed 16 bytes cannot hold, lives in the
-//! dict's `privdata`. Both are reached through [`Parts`], a borrow that the
+//! strings it copies, and its value destructor frees a pool (or leaves it to
+//! its queued fill, see [`crate::node_pool`]). The manager's own state, which
+//! `MRConnManager`'s fixed 16 bytes cannot hold, lives in the dict's
+//! `privdata`. Both are reached through [`Parts`], a borrow that the
 //! re-entrancy guard checks in debug builds.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
@@ -335,8 +336,9 @@ impl Pools<'_> {
         unsafe { &mut *pool }
     }
 
-    /// Removes the pool of `id`, emptied first. `id` may be the dict's own
-    /// key, which this frees.
+    /// Removes the pool of `id`, emptied first (a pool whose fill is queued
+    /// is left to that fill). `id` may be the dict's own key, which this
+    /// frees.
     pub fn remove(&mut self, id: &CStr) {
         // SAFETY: the map is live; `id` is NUL-terminated. The destructor
         // frees the pool, and the key.
