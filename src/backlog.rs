@@ -13,7 +13,7 @@ use mrconn_core::Bucket;
 
 use crate::drain::Leave;
 use crate::event_loop::{Idle, Timer};
-use crate::node_pool::QueuedFill;
+use crate::node_pool::{NodePool, QueuedFill};
 use crate::sys::uv::uv_timer_t;
 
 /// Socket closes allowed at once, and then per millisecond. A close costs
@@ -61,6 +61,20 @@ impl Default for Backlog {
 }
 
 impl Backlog {
+    /// Queues a fill of `pool` unless one is queued already (one fill per
+    /// node); whether it queued one.
+    ///
+    /// # Safety
+    /// 1. As [`NodePool::queue_fill`]'s.
+    pub unsafe fn fill(&mut self, pool: &mut NodePool) -> bool {
+        // SAFETY: 1.
+        let Some(fill) = (unsafe { pool.queue_fill() }) else {
+            return false;
+        };
+        self.jobs.push_back(Job::Fill(fill));
+        true
+    }
+
     /// Queues `job` last.
     pub fn push_back(&mut self, job: Job) {
         self.jobs.push_back(job);

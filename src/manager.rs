@@ -237,22 +237,9 @@ impl MRConnManager {
             let Ok(key) = CString::new(format!("{}:{}", ep.host_str(), ep.port())) else {
                 return;
             };
-            // SAFETY: 1.: `out` is live.
-            let before = unsafe { out.as_ref() }.len();
-            // SAFETY: 1.: `out` is live and copies the key.
-            let entry = unsafe { RS_dictAddOrFind(out.as_ptr(), key.as_ptr().cast_mut().cast()) };
-            let Some(entry) = NonNull::new(entry) else {
+            // SAFETY: 1.
+            let Some((entry, mut states)) = (unsafe { add_or_find(out, &key) }) else {
                 return;
-            };
-            // RediSearch's dict leaves a new entry's value unset (its
-            // dictAddRaw sets only the key): only a found entry has one.
-            // SAFETY: 1.: `out` is live.
-            let added = unsafe { out.as_ref() }.len() > before;
-            let mut states = if added {
-                ptr::null_mut()
-            } else {
-                // SAFETY: the entry is live until the dict changes, which only we do here.
-                unsafe { (*entry.as_ptr()).val() }
             };
             // 1.: the value is NULL or an array of C-string pointers.
             if states.is_null() {
@@ -379,6 +366,26 @@ unsafe fn pool_of<'a>(entry: NonNull<dictEntry>) -> &'a mut NodePool {
     // SAFETY: 1.: every value of our dicts is a Box<NodePool> made in
     // `insert`, owned by the dict.
     unsafe { &mut *val.cast::<NodePool>() }
+}
+
+/// `dictAddOrFind`: the entry of `key` in `d`, and its value; NULL for an
+/// entry it adds, whose value RediSearch's dict leaves unset (its
+/// `dictAddRaw` sets only the key).
+///
+/// # Safety
+/// 1. `d` is a live dict that copies its keys.
+unsafe fn add_or_find(d: NonNull<dict>, key: &CStr) -> Option<(NonNull<dictEntry>, *mut c_void)> {
+    // SAFETY: 1.
+    let before = unsafe { d.as_ref() }.len();
+    // SAFETY: 1.: the dict copies `key`.
+    let entry =
+        NonNull::new(unsafe { RS_dictAddOrFind(d.as_ptr(), key.as_ptr().cast_mut().cast()) })?;
+    // SAFETY: 1.
+    if unsafe { d.as_ref() }.len() > before {
+        return Some((entry, ptr::null_mut()));
+    }
+    // SAFETY: an entry of the live dict, found there.
+    Some((entry, unsafe { (*entry.as_ptr()).val() }))
 }
 
 /// `dictSetVal`: through the dict's `valDup` when it has one.

@@ -74,13 +74,9 @@ pub unsafe fn expand(mgr: &mut MRConnManager, num: u32, loop_: NonNull<uv_loop_t
     let mut woke = false;
     pools.for_each(|_, pool| {
         pool.grow_to(num as usize);
-        if pool.to_open() == 0 {
-            return;
-        }
-        // SAFETY: a pool of the dict.
-        if let Some(fill) = unsafe { pool.queue_fill() } {
-            state.backlog.push_back(Job::Fill(fill));
-            woke = true;
+        if pool.to_open() > 0 {
+            // SAFETY: a pool of the dict.
+            woke |= unsafe { state.backlog.fill(pool) };
         }
     });
     if woke {
@@ -142,13 +138,10 @@ pub unsafe fn add(
         }
         None => (parts.pools.insert(id, new), None),
     };
-    if size > 0 {
-        // SAFETY: a pool of the dict.
-        if let Some(fill) = unsafe { pool.queue_fill() } {
-            parts.state.backlog.push_back(Job::Fill(fill));
-            // SAFETY: 2.
-            unsafe { wake(&mut parts, loop_) };
-        }
+    // SAFETY: a pool of the dict.
+    if size > 0 && unsafe { parts.state.backlog.fill(pool) } {
+        // SAFETY: 2.
+        unsafe { wake(&mut parts, loop_) };
     }
     let map = parts.map;
     drop(parts);
